@@ -1,0 +1,5 @@
+"""LightningModules: they own losses, metrics, logging and optimizers."""
+
+from colorization.tasks.colorization import ColorizationModule
+
+__all__ = ["ColorizationModule"]

@@ -1,0 +1,130 @@
+"""Training run: everything ``python train.py`` does, given a composed Hydra config."""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+from colorization.models import GrayBaseline
+from colorization.tasks import ColorizationModule
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
+    """Every logger under ``cfg.logger`` (a dict of ``_target_`` configs; empty or null: none)."""
+    return [hydra.utils.instantiate(c) for c in (cfg or {}).values() if c and "_target_" in c]
+
+
+def instantiate_callbacks(cfg: DictConfig | None, with_loggers: bool) -> list[L.Callback]:
+    """Every callback under ``cfg.callbacks``; the LR monitor needs a logger and is dropped without."""
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg or {}).values() if c and "_target_" in c]
+    if not with_loggers:
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return callbacks
+
+
+def build_model(cfg: DictConfig) -> L.LightningModule:
+    """The LightningModule of ``cfg.model`` with ``cfg.optim`` and ``cfg.scheduler`` plugged in."""
+    scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    model = hydra.utils.instantiate(cfg.model, optimizer=hydra.utils.instantiate(cfg.optim), scheduler=scheduler)
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    return model
+
+
+def compare_with_gray(
+    model: ColorizationModule, datamodule: L.LightningDataModule, ckpt_path: str | None, accelerator: str
+) -> dict[str, float]:
+    """Validation metrics of the trained model and of the gray baseline (ab = 0), same photos."""
+    if ckpt_path:
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
+        model.load_state_dict(state)
+    evaluator = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    ours = evaluator.validate(model, datamodule=datamodule, verbose=False)[0]
+    baseline = ColorizationModule(GrayBaseline(), loss=model.hparams.loss)
+    gray = evaluator.validate(baseline, datamodule=datamodule, verbose=False)[0]
+    return {**{f"model/{k}": v for k, v in ours.items()}, **{f"gray/{k}": v for k, v in gray.items()}}
+
+
+def report(comparison: dict[str, float], history: list[float], ckpt_path: str | None, n_val: int) -> str:
+    """A short, honest end-of-run summary: the model next to gray, and the val-loss trend."""
+    source = f"checkpoint {ckpt_path}" if ckpt_path else "final weights"
+    lines = [
+        f"Validation on {n_val} crops of photos never seen in training ({source}):",
+        f"{'':14s}{'PSNR (dB)':>10s}{'SSIM':>8s}{'ab L1':>8s}",
+    ]
+    for name, key in (("model", "model"), ("gray (ab = 0)", "gray")):
+        lines.append(
+            f"{name:14s}{comparison[f'{key}/val/psnr']:10.2f}{comparison[f'{key}/val/ssim']:8.3f}"
+            f"{comparison[f'{key}/val/ab_l1']:8.2f}"
+        )
+    verdict = "beats" if comparison["model/val/psnr"] > comparison["gray/val/psnr"] else "does not beat"
+    lines.append(f"The model {verdict} the gray baseline on PSNR.")
+    if len(history) >= 2:
+        change = 100 * (history[-1] - history[0]) / max(abs(history[0]), 1e-12)
+        lines.append(f"val/loss: first epoch {history[0]:.4f} -> last epoch {history[-1]:.4f} ({change:+.0f}%)")
+    return "\n".join(lines)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and test) the configured model; return the logged metrics."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = build_model(cfg)
+    loggers = instantiate_loggers(cfg.get("logger"))
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), with_loggers=bool(loggers))
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if trainer.fast_dev_run:
+        return metrics
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if cfg.get("test"):
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+    if cfg.get("compare_gray") and trainer.is_global_zero:
+        comparison = compare_with_gray(model, datamodule, best or None, cfg.trainer.get("accelerator", "auto"))
+        metrics.update(comparison)
+        log.info("\n%s", report(comparison, model.val_loss_history, best, len(datamodule.datasets["val"])))
+    return metrics
+
+
+def log_through_hydra() -> None:
+    """Send Lightning's messages to Hydra's handlers (console and run log) once, not twice."""
+    if not logging.getLogger().handlers:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Hydra entry: train, and return ``cfg.optimized_metric`` for sweepers."""
+    from colorization.data import DataSourceError
+
+    log_through_hydra()
+    try:
+        metrics = train(cfg)
+    except DataSourceError as error:
+        log.error("%s", error)
+        raise SystemExit(2) from None
+    name = cfg.get("optimized_metric")
+    return metrics.get(name) if name else None

@@ -1,0 +1,184 @@
+"""LabDataModule: uint8 from the workers, Lab on the device, splits by photo, bad input survived."""
+
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colorization.data import (
+    DataSourceError,
+    DeviceAugmentation,
+    ImageFolder,
+    LabDataModule,
+    SamplePhotos,
+    TorchvisionImages,
+)
+from colorization.data.scan import split_by_photo
+from tests.conftest import SHARED_DATA, needs_shared
+
+
+def make_dm(source, **kwargs) -> LabDataModule:
+    defaults = dict(image_size=48, batch_size=4, num_workers=0, min_colorfulness=5.0)
+    dm = LabDataModule(source, **{**defaults, **kwargs})
+    dm.setup("fit")
+    return dm
+
+
+def attach(dm: LabDataModule, training: bool) -> None:
+    dm.trainer = SimpleNamespace(training=training)
+
+
+def test_workers_deliver_uint8_and_the_hook_delivers_normalised_lab(photo_dir):
+    dm = make_dm(ImageFolder(photo_dir), num_workers=1, fractions=(0.6, 0.2, 0.2))
+    raw = next(iter(dm.train_dataloader()))  # through a real worker process
+    assert raw.dtype == torch.uint8 and raw.shape[1:] == (3, 48, 48)
+    attach(dm, training=False)
+    batch = dm.on_after_batch_transfer(raw, 0)
+    assert set(batch) == {"L", "ab", "rgb"}
+    assert batch["L"].shape == (len(raw), 1, 48, 48) and batch["ab"].shape == (len(raw), 2, 48, 48)
+    assert all(v.dtype == torch.float32 for v in batch.values())
+    assert batch["L"].min() >= -1 and batch["L"].max() <= 1 and batch["ab"].abs().max() <= 1
+    assert torch.allclose(batch["rgb"], raw.float() / 255)
+
+
+def test_augmentation_runs_in_training_only(photo_dir):
+    dm = make_dm(ImageFolder(photo_dir), augment=DeviceAugmentation(hflip=1.0, rotation=0, shear=0))
+    raw = next(iter(dm.val_dataloader()))
+    attach(dm, training=False)
+    assert torch.allclose(dm.on_after_batch_transfer(raw, 0)["rgb"], raw.float() / 255)
+    attach(dm, training=True)
+    assert torch.allclose(dm.on_after_batch_transfer(raw, 0)["rgb"], raw.float().flip(-1) / 255, atol=1e-6)
+
+
+def test_augmentation_rotates_and_shears_without_black_corners_and_is_seeded(photos):
+    rgb = torch.from_numpy(photos["coffee"].copy()).permute(2, 0, 1)[None].float().div(255).repeat(4, 1, 1, 1)
+    augment = DeviceAugmentation(hflip=0.0, rotation=20, shear=0.2)
+    torch.manual_seed(0)
+    first = augment(rgb)
+    torch.manual_seed(0)
+    assert torch.equal(first, augment(rgb))
+    assert not torch.allclose(first, rgb)
+    assert first.min() >= 0 and first.max() <= 1
+    assert first[:, :, :3, :3].mean() > 0.05  # reflection padding: no black corners
+    assert not DeviceAugmentation(hflip=0, rotation=0, shear=0).enabled
+
+
+def test_split_is_by_photo_disjoint_and_deterministic_under_a_seed():
+    dm = make_dm(SamplePhotos(), seed=7)
+    names = {s: set(dm.split_names(s)) for s in ("train", "val", "test")}
+    assert names["train"].isdisjoint(names["val"]) and names["train"].isdisjoint(names["test"])
+    assert names["val"].isdisjoint(names["test"])
+    assert len(set().union(*names.values())) == 9 and [len(names[s]) for s in ("train", "val", "test")] == [7, 1, 1]
+    again = make_dm(SamplePhotos(), seed=7)
+    assert {s: set(again.split_names(s)) for s in names} == names
+    splits = {tuple(split_by_photo(list(range(100)), (0.8, 0.1, 0.1), seed)["val"]) for seed in range(5)}
+    assert len(splits) > 1  # the seed matters
+
+
+def test_split_fractions_are_respected_and_validated():
+    split = split_by_photo(list(range(50)), (0.7, 0.2, 0.1), seed=0)
+    assert [len(split[s]) for s in ("train", "val", "test")] == [35, 10, 5]
+    with pytest.raises(ValueError, match="sum to 1"):
+        split_by_photo(list(range(10)), (0.5, 0.2, 0.2), seed=0)
+    with pytest.raises(ValueError, match="cannot fill"):
+        split_by_photo([0, 1], (0.8, 0.1, 0.1), seed=0)
+
+
+def test_training_crops_are_random_and_evaluation_crops_fixed():
+    dm = make_dm(SamplePhotos(), image_size=64, resize=160, train_repeats=2, eval_repeats=4)
+    train, val = dm.datasets["train"], dm.datasets["val"]
+    assert len(train) == 14 and len(val) == 4
+    assert not torch.equal(train[0], train[0])
+    assert torch.equal(val[1], val[1]) and not torch.equal(val[1], val[2])
+
+
+def test_images_smaller_than_the_crop_are_upscaled(tmp_path, photos):
+    (tmp_path / "small").mkdir()
+    for name, array in photos.items():
+        Image.fromarray(array).resize((20, 13)).save(tmp_path / "small" / f"{name}.png")
+    dm = make_dm(ImageFolder(tmp_path / "small"), image_size=64, fractions=(0.6, 0.2, 0.2))
+    assert next(iter(dm.train_dataloader())).shape[-2:] == (64, 64)
+
+
+def write_bad_files(folder) -> int:
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("not an image")
+    (folder / "noise.webp").write_bytes(bytes(range(256)) * 8)
+    good = folder / "astronaut.jpg"
+    data = good.read_bytes() if good.exists() else next(folder.rglob("*.jpg")).read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    return 4
+
+
+def test_corrupt_files_are_skipped_and_counted_and_every_epoch_runs(photo_dir, photos):
+    n_bad = write_bad_files(photo_dir)
+    gray = np.asarray(Image.fromarray(photos["coffee"]).convert("L").convert("RGB"))
+    Image.fromarray(gray).save(photo_dir / "gray.png")
+    Image.fromarray(photos["rocket"]).convert("RGBA").save(photo_dir / "rgba.png")
+    Image.fromarray(photos["chelsea"]).quantize(32).save(photo_dir / "palette.bmp")
+    Image.fromarray(photos["astronaut"]).convert("CMYK").save(photo_dir / "cmyk.tiff")
+    with pytest.warns(UserWarning) as record:
+        dm = make_dm(ImageFolder(photo_dir), fractions=(0.6, 0.2, 0.2))
+    messages = " ".join(str(w.message) for w in record)
+    assert f"skipped {n_bad} unreadable" in messages and "skipped 1 photo(s)" in messages
+    assert set(dm.report.unreadable) == {"empty.jpg", "notes.png", "noise.webp", "truncated.jpg"}
+    assert set(dm.report.colorless) == {"gray.png"}
+    assert len(dm.report.kept) == len(photos) + 3
+    for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
+        for batch in loader:
+            assert batch.dtype == torch.uint8
+
+
+def test_a_file_that_breaks_after_setup_is_replaced_not_fatal(photo_dir):
+    dm = make_dm(ImageFolder(photo_dir), fractions=(0.6, 0.2, 0.2))
+    victim = dm.source.paths[dm.splits["train"][0]]
+    victim.write_bytes(b"")
+    with pytest.warns(UserWarning, match=victim.name):
+        batches = list(dm.train_dataloader())
+    assert sum(len(b) for b in batches) == len(dm.datasets["train"])
+
+
+def test_missing_and_empty_folders_are_clear_errors_naming_the_path(tmp_path):
+    with pytest.raises(DataSourceError, match="does-not-exist"):
+        make_dm(ImageFolder(tmp_path / "does-not-exist"))
+    (tmp_path / "empty" / "deeper").mkdir(parents=True)
+    (tmp_path / "empty" / "readme.txt").write_text("no photos here")
+    with pytest.raises(DataSourceError, match="no images .* found under .*empty"):
+        make_dm(ImageFolder(tmp_path / "empty"))
+
+
+def test_a_folder_of_only_broken_files_is_a_clear_error(tmp_path, photo_dir):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(next(photo_dir.glob("*.jpg")), broken / "astronaut.jpg")
+    write_bad_files(broken)
+    (broken / "astronaut.jpg").unlink()
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="0 usable photo"):
+        make_dm(ImageFolder(broken))
+
+
+def test_torchvision_sets_missing_offline_name_the_root_and_the_download_override(tmp_path):
+    source = TorchvisionImages("CIFAR10", tmp_path / "cifar", splits=["train"], download=False)
+    with pytest.raises(DataSourceError, match=r"cifar.*data\.source\.download=true"):
+        len(source)
+    with pytest.raises(ValueError, match="unsupported"):
+        TorchvisionImages("ImageNet21k", tmp_path, splits=["train"])
+
+
+def test_torchvision_style_datasets_feed_the_same_pipeline():
+    from torchvision.datasets import FakeData
+
+    source = TorchvisionImages.from_datasets([FakeData(12, (3, 40, 30)), FakeData(8, (3, 20, 20))], "fake")
+    dm = make_dm(source, image_size=32, min_colorfulness=0.0)
+    assert len(source) == 20 and sum(len(v) for v in dm.splits.values()) == 20
+    assert next(iter(dm.train_dataloader())).shape[1:] == (3, 32, 32)
+
+
+@needs_shared
+def test_colourless_photos_of_cifar10_are_detected_and_skipped():
+    dm = make_dm(ImageFolder(SHARED_DATA / "cifar10" / "test" / "airplane"), image_size=32)
+    assert 0 < len(dm.report.colorless) < 20
+    assert len(dm.report.kept) + len(dm.report.colorless) == 200

@@ -1,0 +1,111 @@
+"""Decoding real-world files: every mode becomes correct 8-bit RGB; broken files name themselves."""
+
+import io
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from colorization.data.images import UnreadableImage, open_rgb
+
+
+@pytest.fixture
+def photo(photos) -> np.ndarray:
+    return photos["coffee"]
+
+
+def saved(tmp_path, image: Image.Image, name: str, **kwargs) -> str:
+    path = tmp_path / name
+    image.save(path, **kwargs)
+    return path
+
+
+def test_rgb_png_is_read_exactly(tmp_path, photo):
+    out = open_rgb(saved(tmp_path, Image.fromarray(photo), "a.png"))
+    assert out.mode == "RGB" and np.array_equal(np.asarray(out), photo)
+
+
+def test_grayscale_becomes_three_equal_channels(tmp_path, photo):
+    gray = Image.fromarray(photo).convert("L")
+    out = np.asarray(open_rgb(saved(tmp_path, gray, "g.png")))
+    assert out.shape == (*photo.shape[:2], 3)
+    assert np.array_equal(out[..., 0], np.asarray(gray)) and np.array_equal(out[..., 0], out[..., 2])
+
+
+def test_rgba_is_composited_over_white(tmp_path, photo):
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    rgba[:10, :10, 3] = 0  # fully transparent corner
+    out = np.asarray(open_rgb(saved(tmp_path, Image.fromarray(rgba, "RGBA"), "a.png")))
+    assert np.array_equal(out[20:, 20:], photo[20:, 20:])
+    assert (out[:10, :10] == 255).all()
+
+
+def test_palette_images_with_and_without_transparency(tmp_path, photo):
+    palette = Image.fromarray(photo).quantize(64)
+    out = np.asarray(open_rgb(saved(tmp_path, palette, "p.png")))
+    assert np.array_equal(out, np.asarray(palette.convert("RGB")))
+    palette.info["transparency"] = 0
+    out = np.asarray(open_rgb(saved(tmp_path, palette, "pt.png", transparency=0)))
+    assert out.shape == photo.shape and out.dtype == np.uint8
+
+
+def test_16_bit_gray_png_is_scaled_not_clipped(tmp_path, photo):
+    gray8 = np.asarray(Image.fromarray(photo).convert("L"))
+    gray16 = gray8.astype(np.uint16) * 257
+    out = np.asarray(open_rgb(saved(tmp_path, Image.fromarray(gray16), "g16.png")))
+    assert np.abs(out[..., 0].astype(int) - gray8).max() <= 1
+
+
+def test_16_bit_rgb_tiff(tmp_path, photo):
+    path = tmp_path / "rgb16.tif"
+    tifffile.imwrite(path, photo.astype(np.uint16) * 257, photometric="rgb")
+    out = np.asarray(open_rgb(path))
+    assert np.abs(out.astype(int) - photo).max() <= 1
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_cmyk_is_converted_to_rgb(tmp_path, photo, fmt):
+    cmyk = Image.fromarray(photo).convert("CMYK")
+    out = np.asarray(open_rgb(saved(tmp_path, cmyk, f"c.{fmt.lower()}", format=fmt, quality=95)))
+    tolerance = 12 if fmt == "JPEG" else 1
+    assert np.abs(out.astype(int) - photo).mean() < tolerance
+
+
+def test_exif_orientation_is_applied(tmp_path, photo):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = saved(tmp_path, Image.fromarray(photo), "r.jpg", exif=exif, quality=95)
+    out = open_rgb(path)
+    assert out.size == (photo.shape[0], photo.shape[1])  # width and height swapped
+
+
+@pytest.mark.parametrize(
+    "name, payload",
+    [
+        ("empty.png", b""),
+        ("text.png", b"this is not an image\n"),
+        ("noise.jpg", bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8))),
+    ],
+)
+def test_non_images_raise_an_error_naming_the_file(tmp_path, name, payload):
+    path = tmp_path / name
+    path.write_bytes(payload)
+    with pytest.raises(UnreadableImage, match=name):
+        open_rgb(path)
+
+
+def test_truncated_jpeg_raises(tmp_path, photo):
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, format="JPEG")
+    path = tmp_path / "truncated.jpg"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(UnreadableImage, match="truncated.jpg"):
+        open_rgb(path)
+
+
+def test_draft_decoding_keeps_at_least_the_requested_size(tmp_path, photos):
+    big = Image.fromarray(photos["astronaut"]).resize((1024, 1024))
+    path = saved(tmp_path, big, "big.jpg")
+    out = open_rgb(path, draft_size=100)
+    assert 100 <= min(out.size) < 1024

@@ -1,0 +1,97 @@
+"""train.py end to end: fast_dev_run, a short real run with its outputs, multirun, clean errors."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from colorization.train import train
+from tests.conftest import ROOT
+
+TINY = [
+    "data.image_size=32",
+    "data.resize=64",
+    "data.train_repeats=2",
+    "data.eval_repeats=2",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "model.net.width=8",
+    "model.net.depth=2",
+]
+
+
+def run_train_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": ""}
+    return subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_fast_dev_run_through_hydra_compose(compose_cfg):
+    metrics = train(compose_cfg("debug=fdr", *TINY))
+    assert {"train/loss", "val/loss", "val/psnr"} <= set(metrics)
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+
+
+def test_short_run_writes_checkpoint_metrics_and_grids_and_compares_with_gray(compose_cfg, tmp_path, caplog):
+    cfg = compose_cfg(*TINY, "trainer.max_epochs=2", "trainer.accelerator=cpu")
+    with caplog.at_level("INFO"):
+        metrics = train(cfg)
+    run = tmp_path / "run"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "csv" / "metrics.csv").read_text().count("val/loss") == 1
+    assert sorted(p.name for p in (run / "images").glob("*.png")) == ["val_epoch000.png", "val_epoch001.png"]
+    for key in ("model/val/psnr", "gray/val/psnr", "model/val/ab_l1", "gray/val/ab_l1", "test/psnr"):
+        assert key in metrics
+    assert "gray (ab = 0)" in caplog.text and "val/loss: first epoch" in caplog.text
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["colorization_config"]["model"]["net"]["width"] == 8
+    assert checkpoint["global_step"] > 0
+
+
+def test_same_seed_same_run(compose_cfg):
+    first = train(compose_cfg("debug=fdr", *TINY))
+    second = train(compose_cfg("debug=fdr", *TINY))
+    assert first["train/loss"] == pytest.approx(second["train/loss"], rel=1e-5)
+
+
+def test_multirun_of_two_optimizers_writes_two_runs(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_train_py("-m", "optim=adam,rmsprop", "debug=fdr", *TINY, f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    overrides = sorted((sweep / str(i) / ".hydra" / "overrides.yaml").read_text() for i in range(2))
+    assert "optim=adam" in overrides[0] and "optim=rmsprop" in overrides[1]
+
+
+def test_the_readme_override_commands_run(tmp_path, photo_dir):
+    result = run_train_py(
+        "model=skip_cae",
+        "optim=adam",
+        "data=folder",
+        f"data.root={photo_dir}",
+        "data.fractions=[0.6,0.2,0.2]",
+        "debug=fdr",
+        *TINY,
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("data.rooot=x", "Could not override 'data.rooot'"), ("model=nope", "Could not find 'model/nope'")],
+)
+def test_a_wrong_key_or_group_prints_hydras_error_not_a_traceback(override, message):
+    result = run_train_py(override, timeout=120)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_missing_folder_is_one_clear_line(tmp_path):
+    missing = tmp_path / "no-such-photos"
+    result = run_train_py("data=folder", f"data.root={missing}", "debug=fdr", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert f"image folder does not exist: {missing}" in output and "Traceback" not in output
