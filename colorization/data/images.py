@@ -1,0 +1,133 @@
+"""Image decoding that survives real-world files.
+
+Every image, whatever its mode (gray, RGBA, palette, 16-bit, CMYK, EXIF-rotated), becomes
+an 8-bit sRGB ``PIL.Image``. Files Pillow cannot read (some 16-bit or multi-sample TIFFs)
+are retried with imageio. Anything that still fails raises :class:`UnreadableImage` naming
+the file, so callers can skip it and count it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class UnreadableImage(OSError):
+    """A file that is not a decodable image (corrupt, truncated, empty, wrong format)."""
+
+
+class DataSourceError(RuntimeError):
+    """A data source that cannot be used at all (missing or empty folder, missing data set)."""
+
+
+def array_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale an image array of any integer or float dtype to uint8 on 0..255.
+
+    uint16 (and wider integers holding 16-bit data) are divided by 257 so 65535 -> 255;
+    floats are taken as 0..1 when their maximum is <= 1, else as 0..255.
+    """
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    x = array.astype(np.float64)
+    if np.issubdtype(array.dtype, np.integer):
+        peak = 255.0 if x.max(initial=0) <= 255 else 65535.0
+    else:
+        peak = 1.0 if x.max(initial=0) <= 1.0 else 255.0
+    return np.clip(np.rint(x * (255.0 / peak)), 0, 255).astype(np.uint8)
+
+
+def array_to_rgb(array: np.ndarray) -> np.ndarray:
+    """(H, W), (H, W, 1|2|3|4) array of any dtype -> (H, W, 3) uint8 RGB.
+
+    Alpha is composited over white, the way a viewer shows a transparent photo.
+    """
+    x = array_to_uint8(np.asarray(array))
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.ndim != 3 or x.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"expected an (H, W[, C]) image with C in 1..4, got shape {array.shape}")
+    alpha = None
+    if x.shape[-1] in (2, 4):
+        alpha = x[..., -1:].astype(np.float32) / 255.0
+        x = x[..., :-1]
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    if alpha is not None:
+        x = np.rint(x * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    return np.ascontiguousarray(x)
+
+
+def pil_to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow image -> 8-bit RGB, honouring EXIF orientation, alpha and 16-bit depth."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # Pillow's own convert("RGB") clips 16-bit values at 255: scale instead.
+        return Image.fromarray(array_to_rgb(np.asarray(image)))
+    if image.mode in ("RGBA", "LA", "RGBa", "La", "PA"):
+        return Image.fromarray(array_to_rgb(np.asarray(image.convert("RGBA"))))
+    return image.convert("RGB")
+
+
+def _read_with_imageio(path: Path) -> Image.Image:
+    import imageio.v3 as iio
+
+    array = iio.imread(path)
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = np.moveaxis(array, 0, -1)  # planar TIFF (C, H, W)
+    return Image.fromarray(array_to_rgb(array))
+
+
+def open_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
+    """Decode ``path`` to an 8-bit RGB image.
+
+    ``draft_size`` lets JPEG decoding skip resolution it does not need (the result is at
+    least that large on its shorter side); it speeds up scans and small training crops.
+    Raises :class:`UnreadableImage` naming the file when it cannot be decoded.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if draft_size is not None and image.format == "JPEG":
+                    scale = min(image.size) / draft_size
+                    if scale >= 2:
+                        image.draft("RGB", (int(image.size[0] / scale), int(image.size[1] / scale)))
+                image.load()
+                return pil_to_rgb(image)
+    except Exception as pil_error:  # noqa: BLE001 - any decoder failure means "unreadable"
+        try:
+            return _read_with_imageio(path)
+        except Exception:  # noqa: BLE001
+            raise UnreadableImage(f"{path}: cannot decode image ({pil_error})") from pil_error
+
+
+def find_images(root: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[Path]:
+    """All files under ``root`` (recursive, sorted) whose suffix is an image extension.
+
+    Raises :class:`DataSourceError` naming ``root`` when it is missing, not a folder, or
+    holds no image files.
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DataSourceError(f"image folder does not exist: {root.resolve()}")
+    if not root.is_dir():
+        raise DataSourceError(f"not a folder of images: {root.resolve()}")
+    wanted = {e.lower() for e in extensions}
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in wanted and p.is_file())
+    if not paths:
+        raise DataSourceError(
+            f"no images ({', '.join(sorted(wanted))}) found under {root.resolve()}"
+        )
+    return paths
