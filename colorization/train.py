@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from colorization.models import GrayBaseline
+from colorization.runtime import keep_freed_memory
 from colorization.tasks import ColorizationModule
 
 log = logging.getLogger(__name__)
@@ -74,13 +75,19 @@ def report(comparison: dict[str, float], history: list[float], ckpt_path: str | 
     verdict = "beats" if comparison["model/val/psnr"] > comparison["gray/val/psnr"] else "does not beat"
     lines.append(f"The model {verdict} the gray baseline on PSNR.")
     if len(history) >= 2:
+        best = min(range(len(history)), key=history.__getitem__)
         change = 100 * (history[-1] - history[0]) / max(abs(history[0]), 1e-12)
-        lines.append(f"val/loss: first epoch {history[0]:.4f} -> last epoch {history[-1]:.4f} ({change:+.0f}%)")
+        lines.append(
+            f"val/loss: first epoch {history[0]:.4f}, best {history[best]:.4f} (epoch {best}), "
+            f"last {history[-1]:.4f} ({change:+.0f}% from first)"
+        )
     return "\n".join(lines)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and test) the configured model; return the logged metrics."""
+    if cfg.get("keep_freed_memory"):
+        keep_freed_memory()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
