@@ -127,7 +127,5 @@ def find_images(root: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS
     wanted = {e.lower() for e in extensions}
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in wanted and p.is_file())
     if not paths:
-        raise DataSourceError(
-            f"no images ({', '.join(sorted(wanted))}) found under {root.resolve()}"
-        )
+        raise DataSourceError(f"no images ({', '.join(sorted(wanted))}) found under {root.resolve()}")
     return paths

@@ -80,9 +80,7 @@ def scan_source(source: ImageSource, min_colorfulness: float = 0.0, workers: int
     return report
 
 
-def split_by_photo(
-    indices: list[int], fractions: tuple[float, float, float], seed: int
-) -> dict[str, list[int]]:
+def split_by_photo(indices: list[int], fractions: tuple[float, float, float], seed: int) -> dict[str, list[int]]:
     """Shuffle photo ``indices`` under ``seed`` and cut them into train/val/test.
 
     ``fractions`` are (train, val, test) and must sum to 1. A split with a non-zero

@@ -67,8 +67,7 @@ def _sample_photo_loaders() -> dict[str, Callable[[], np.ndarray]]:
 
 
 SAMPLE_PHOTO_NAMES = tuple(
-    ["astronaut", "chelsea", "coffee", "rocket", "motorcycle", "hubble_deep_field",
-     "china", "flower", "grace_hopper"]
+    ["astronaut", "chelsea", "coffee", "rocket", "motorcycle", "hubble_deep_field", "china", "flower", "grace_hopper"]
 )
 
 
@@ -116,7 +115,9 @@ class ImageFolder(ImageSource):
         try:
             return find_images(self.root, self.extensions)
         except DataSourceError as error:
-            raise DataSourceError(f"{error} (point data.root=DIR at a folder of photos)") from error
+            raise DataSourceError(
+                f"{error} (point data.root=DIR at a folder of photos, or run on the bundled photos with data=sample)"
+            ) from error
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -132,9 +133,7 @@ _TORCHVISION_SPLITS = {
     "CIFAR10": lambda cls, root, split, download: cls(root, train=split == "train", download=download),
     "STL10": lambda cls, root, split, download: cls(root, split=split, download=download),
     "Flowers102": lambda cls, root, split, download: cls(root, split=split, download=download),
-    "Places365": lambda cls, root, split, download: cls(
-        root, split=split, small=True, download=download
-    ),
+    "Places365": lambda cls, root, split, download: cls(root, split=split, small=True, download=download),
 }
 
 
@@ -169,7 +168,8 @@ class TorchvisionImages(ImageSource):
                 raise DataSourceError(
                     f"{self.dataset_name} split {split!r} not found under {self.root.resolve()} "
                     f"({error}). Put the files there, or add the override "
-                    f"data.source.download=true on a machine with network access."
+                    f"data.source.download=true on a machine with network access, or use other photos: "
+                    f"data=folder data.root=DIR."
                 ) from error
         return built
 

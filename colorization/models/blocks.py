@@ -5,17 +5,50 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: final activations by output space: Tanh for normalised ab in [-1, 1], sigmoid for RGB
-OUTPUT_ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "none": nn.Identity}
+#: what a colorizer predicts -> (channels, final activation):
+#: ``ab`` normalised Lab chroma in [-1, 1] (Tanh; seeds 003/004), ``rgb`` sRGB in [0, 1]
+#: (sigmoid; seeds 000/002), ``lab`` normalised L and ab (restoration: the model also
+#: repairs the lightness it was given)
+OUTPUTS = {"ab": (2, nn.Tanh), "rgb": (3, nn.Sigmoid), "lab": (3, nn.Tanh)}
 
 #: seed 004: LeakyReLU with negative slope 0.1 after BatchNorm
 LEAKY_SLOPE = 0.1
 
 
-def output_activation(name: str) -> nn.Module:
-    if name not in OUTPUT_ACTIVATIONS:
-        raise ValueError(f"unknown output activation {name!r}; choose from {sorted(OUTPUT_ACTIVATIONS)}")
-    return OUTPUT_ACTIVATIONS[name]()
+def check_output(output: str) -> str:
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown output {output!r}; choose from {sorted(OUTPUTS)}")
+    return output
+
+
+def colour_head(in_channels: int, output: str, kernel_size: int = 3) -> nn.Sequential:
+    """Last layer of a colorizer: a convolution to the output's channels and its activation.
+
+    Zero-initialised, so an untrained model predicts "no colour" (ab = 0, or mid-gray RGB)
+    and training moves away from the gray baseline only where the data says so.
+    """
+    channels, activation = OUTPUTS[check_output(output)]
+    conv = nn.Conv2d(in_channels, channels, kernel_size, padding=kernel_size // 2)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return nn.Sequential(conv, activation())
+
+
+class GlobalFusion(nn.Module):
+    """Seed 004's fusion layer: a global vector (B, D) is replicated over the bottleneck grid,
+    concatenated to the features (B, C, h, w) and mixed back to C channels by a 1x1 conv."""
+
+    def __init__(self, channels: int, global_dim: int) -> None:
+        super().__init__()
+        self.mix = nn.Sequential(
+            nn.Conv2d(channels + global_dim, channels, 1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
+        )
+
+    def forward(self, features: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+        grid = vector[:, :, None, None].expand(-1, -1, *features.shape[-2:])
+        return self.mix(torch.cat([features, grid.to(features.dtype)], dim=1))
 
 
 class ConvBNAct(nn.Sequential):

@@ -3,10 +3,14 @@
 Encoder: ``depth`` stride-2 convolutions (width doubling from ``width`` up to
 ``max_width``); decoder: as many stride-2 transposed convolutions, each followed by a
 concatenated skip from the encoder level of the same size; a last 3x3 convolution sees the
-input again and predicts the colour. BatchNorm and LeakyReLU(0.1) throughout (seed 004),
-Tanh output for normalised ab. Seed 002's ``ColorAutoEncoder`` is ``width=64, depth=4``.
+input again and predicts the colour. BatchNorm and LeakyReLU(0.1) throughout (seed 004).
+Seed 002's ``ColorAutoEncoder`` is ``width=64, depth=4, output=rgb``.
 
-    python train.py model=skip_cae model.net.width=64 model.net.depth=4
+With ``global_dim > 0`` a global vector (pretrained classifier features, a latent code) is
+fused at the bottleneck (:class:`GlobalFusion`): the fusion model and the conditional VAE
+decoder are this network.
+
+    python train.py model=skip_cae model.net.width=64 model.output=rgb
 """
 
 from __future__ import annotations
@@ -14,20 +18,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from colorization.models.blocks import ConvBNAct, UpConvBNAct, output_activation
+from colorization.models.blocks import ConvBNAct, GlobalFusion, UpConvBNAct, colour_head
 
 
 class SkipCAE(nn.Module):
-    """Gray ``(B, in_channels, H, W)`` -> colour ``(B, out_channels, H, W)``, any H and W."""
+    """Gray ``(B, in_channels, H, W)`` -> colour ``(B, 2 or 3, H, W)``, any H and W."""
 
     def __init__(
         self,
         in_channels: int = 1,
-        out_channels: int = 2,
         width: int = 32,
         depth: int = 4,
         max_width: int = 512,
-        activation: str = "tanh",
+        output: str = "ab",
+        global_dim: int = 0,
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -36,27 +40,25 @@ class SkipCAE(nn.Module):
         self.down = nn.ModuleList(
             ConvBNAct(c_in, c_out, stride=2) for c_in, c_out in zip([in_channels, *widths[:-1]], widths)
         )
+        self.fusion = GlobalFusion(widths[-1], global_dim) if global_dim > 0 else None
         # up[k] brings level depth-1-k back to level depth-2-k; its output meets that skip.
         self.up = nn.ModuleList(
             UpConvBNAct(widths[i] if i == depth - 1 else 2 * widths[i], widths[i - 1]) for i in range(depth - 1, 0, -1)
         )
         self.to_full = UpConvBNAct(2 * widths[0] if depth > 1 else widths[0], widths[0])
-        self.head = nn.Sequential(
-            nn.Conv2d(widths[0] + in_channels, out_channels, 3, padding=1),
-            output_activation(activation),
-        )
-        # Start from "no colour" (ab = 0 through Tanh): the untrained model is the gray
-        # baseline, and training only moves away from it where the data says so.
-        nn.init.zeros_(self.head[0].weight)
-        nn.init.zeros_(self.head[0].bias)
+        self.head = colour_head(widths[0] + in_channels, output)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, vector: torch.Tensor | None = None) -> torch.Tensor:
         skips = []
         h = x
         for down in self.down:
             h = down(h)
             skips.append(h)
         h = skips.pop()
+        if self.fusion is not None:
+            if vector is None:
+                raise ValueError("this network fuses a global vector: call it as net(x, vector)")
+            h = self.fusion(h, vector)
         for up, skip in zip(self.up, reversed(skips)):
             h = torch.cat([up(h, skip.shape[-2:]), skip], dim=1)
         h = self.to_full(h, x.shape[-2:])

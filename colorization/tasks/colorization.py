@@ -11,8 +11,9 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from colorization.color import AB_SCALE, gray_rgb, lab_norm_to_rgb
+from colorization.color import AB_SCALE, gray_rgb, lab_norm_to_rgb, rgb_to_lab_norm
 from colorization.losses import get_loss
+from colorization.models.blocks import check_output
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -30,25 +31,29 @@ def rgb_metrics(prefix: str) -> MetricCollection:
 
 
 class ColorizationModule(L.LightningModule):
-    """Trains ``net`` to predict normalised ab from normalised L.
+    """Trains ``net`` to predict the colour of a gray photo from its normalised L.
 
     Args:
-        net: ``(B, 1, H, W)`` L in [-1, 1] -> ``(B, 2, H, W)`` ab in [-1, 1].
-        loss: ``l1``, ``mse`` or ``huber``, on normalised ab.
+        net: ``(B, 1, H, W)`` L in [-1, 1] -> ``(B, 2, H, W)`` ab in [-1, 1] (``output=ab``)
+            or ``(B, 3, H, W)`` sRGB in [0, 1] (``output=rgb``).
+        output: ``ab`` (Lab chroma, the default) or ``rgb``; must match the net's.
+        loss: ``l1``, ``mse`` or ``huber``, on the output (normalised ab, or RGB: seed
+            000's MAE on colour is ``output=rgb loss=l1``).
         optimizer: partial optimizer (``optim=`` group); gets ``params``.
         scheduler: partial LR scheduler (``scheduler=`` group) or ``None``; gets
             ``optimizer``; stepped each epoch, ``ReduceLROnPlateau`` on ``monitor``.
         monitor: metric the scheduler watches.
         grid_images: how many validation photos the image grid shows.
 
-    Logged: ``train/loss``; ``val/`` and ``test/`` ``loss``, ``psnr`` and ``ssim`` (on RGB,
-    data range 1; PSNR over all pixels of the split) and ``ab_l1`` (mean absolute ab error
-    in Lab units, 0..~220).
+    Logged: ``train/loss``; ``val/`` and ``test/`` ``loss``, ``psnr`` and ``ssim`` (always on
+    the RGB photo rebuilt from the prediction, data range 1; PSNR over all pixels of the
+    split) and ``ab_l1`` (mean absolute ab error in Lab units, 0..~220).
     """
 
     def __init__(
         self,
         net: nn.Module,
+        output: str = "ab",
         loss: str = "l1",
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
@@ -57,6 +62,7 @@ class ColorizationModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.output = check_output(output)
         self.net = net
         self.criterion = get_loss(loss)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -70,20 +76,47 @@ class ColorizationModule(L.LightningModule):
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
         return self.net(l_norm)
 
+    def target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the net's output is compared with: normalised ab, RGB, or normalised Lab."""
+        if self.output == "ab":
+            return batch["ab"]
+        if self.output == "rgb":
+            return batch["rgb"]
+        return torch.cat([batch["L"], batch["ab"]], dim=1)
+
+    def to_rgb(self, l_norm: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """The photo a user sees: prediction (with the true L for ``ab``) as sRGB in [0, 1]."""
+        if self.output == "ab":
+            return lab_norm_to_rgb(l_norm, pred)
+        if self.output == "rgb":
+            return pred.clamp(0, 1)
+        return lab_norm_to_rgb(pred[:, :1], pred[:, 1:])
+
+    def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """-> (loss, prediction in the output space, extra values to log). Subclasses change this."""
+        pred = self(batch["L"])
+        return self.criterion(pred, self.target(batch)), pred, {}
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.criterion(self(batch["L"]), batch["ab"])
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["L"]))
+        loss, _, extra = self.model_step(batch)
+        n = len(batch["L"])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        for key, value in extra.items():
+            self.log(f"train/{key}", value, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
     def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> dict | None:
-        l_norm, ab_true = batch["L"], batch["ab"]
-        ab_pred = self(l_norm)
+        l_norm = batch["L"]
+        loss, pred, extra = self.model_step(batch)
         n = len(l_norm)
-        self.log(f"{stage}/loss", self.criterion(ab_pred, ab_true), prog_bar=True, batch_size=n)
-        rgb_pred = lab_norm_to_rgb(l_norm, ab_pred)
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=n)
+        for key, value in extra.items():
+            self.log(f"{stage}/{key}", value, batch_size=n)
+        rgb_pred = self.to_rgb(l_norm, pred)
         self.metrics[stage].update(rgb_pred, batch["rgb"])
         self.log_dict(self.metrics[stage], batch_size=n)
-        self.ab_l1[stage].update(ab_pred * AB_SCALE, ab_true * AB_SCALE)
+        ab_pred = pred if self.output == "ab" else rgb_to_lab_norm(rgb_pred)[1]
+        self.ab_l1[stage].update(ab_pred * AB_SCALE, batch["ab"] * AB_SCALE)
         self.log(f"{stage}/ab_l1", self.ab_l1[stage], batch_size=n)
         if batch_idx != 0:
             return None
