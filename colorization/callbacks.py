@@ -13,16 +13,16 @@ from colorization.io import save_image_atomic
 
 
 class ImageGridLogger(L.Callback):
-    """Each validation epoch, a grid of rows ``gray | predicted | truth``.
+    """Each validation epoch, a grid with one row per photo: ``gray | predicted | truth``.
 
-    Takes the ``images`` dict (``gray``, ``pred``, ``truth``: (N, 3, H, W) RGB in [0, 1])
-    that the module's ``validation_step`` returns for the first batch, writes it as
-    ``<dirpath>/val_epoch<NNN>.png`` and sends it to TensorBoard and W&B when they log.
+    Takes the ``images`` dict that the module's ``validation_step`` returns for the first
+    batch (column name -> (N, 3, H, W) RGB in [0, 1], in column order; e.g. the VAE adds
+    samples), writes it as ``<dirpath>/val_epoch<NNN>.png`` and sends it to TensorBoard and
+    W&B when they log.
     """
 
-    def __init__(self, dirpath: str | Path | None = None, columns: tuple[str, ...] = ("gray", "pred", "truth")):
+    def __init__(self, dirpath: str | Path | None = None):
         self.dirpath = Path(dirpath) if dirpath is not None else None
-        self.columns = tuple(columns)
         self._images: dict[str, torch.Tensor] | None = None
         self.saved: list[Path] = []
 
@@ -33,17 +33,63 @@ class ImageGridLogger(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._images is None or trainer.sanity_checking:
             return
-        rows = torch.stack([self._images[c] for c in self.columns], dim=1).flatten(0, 1)
-        grid = make_grid(rows.float().cpu(), nrow=len(self.columns), padding=2, pad_value=1.0)
+        columns = list(self._images)
+        rows = torch.stack([self._images[c] for c in columns], dim=1).flatten(0, 1)
+        grid = make_grid(rows.float().cpu(), nrow=len(columns), padding=2, pad_value=1.0)
         self._images = None
         if not trainer.is_global_zero:
             return
         epoch, step = trainer.current_epoch, trainer.global_step
         dirpath = self.dirpath or Path(trainer.default_root_dir) / "images"
         self.saved.append(save_image_atomic(grid, dirpath / f"val_epoch{epoch:03d}.png"))
-        caption = " | ".join(self.columns)
+        caption = " | ".join(columns)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image(f"val/grid ({caption})", grid, global_step=step)
             elif isinstance(logger, WandbLogger):
                 logger.log_image(key="val/grid", images=[grid], caption=[caption], step=step)
+
+
+class LatentFigures(L.Callback):
+    """At the end of training, figures of an autoencoder's latent space (seed 002).
+
+    Writes to ``dirpath`` (default ``<run dir>/images``): ``reconstructions.png`` (rows:
+    input, reconstruction, truth for validation images), ``interpolation.png`` (decodings
+    along the straight line between the codes of two validation images) and, for
+    variational nets, ``prior_samples.png`` (decodings of z ~ N(0, I)).
+    """
+
+    def __init__(self, dirpath: str | Path | None = None, n_images: int = 16, steps: int = 10, seed: int = 0):
+        self.dirpath = Path(dirpath) if dirpath is not None else None
+        self.n_images, self.steps, self.seed = n_images, steps, seed
+        self.saved: dict[str, Path] = {}
+
+    @staticmethod
+    def _code(net, x: torch.Tensor) -> torch.Tensor:
+        code = net.encode(x)
+        return code[0] if isinstance(code, tuple) else code  # a VAE's code is its mean
+
+    @torch.no_grad()
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        net, dirpath = pl_module.net, self.dirpath or Path(trainer.default_root_dir) / "images"
+        was_training = net.training
+        net.eval()
+        images = torch.stack([trainer.datamodule.datasets["val"][i][0] for i in range(self.n_images)])
+        images = images.to(pl_module.device)
+        recon = net(images)
+        rows = torch.cat([images, recon]).cpu()
+        self._save(rows, self.n_images, dirpath / "reconstructions.png")
+        a, b = self._code(net, images[:1]), self._code(net, images[1:2])
+        weights = torch.linspace(0, 1, self.steps, device=a.device)[:, None]
+        self._save(net.decode(a + weights * (b - a)).cpu(), self.steps, dirpath / "interpolation.png")
+        if getattr(net, "variational", False):
+            generator = torch.Generator(device=a.device).manual_seed(self.seed)
+            z = torch.randn(64, net.latent_dim, device=a.device, generator=generator)
+            self._save(net.decode(z).cpu(), 8, dirpath / "prior_samples.png")
+        net.train(was_training)
+
+    def _save(self, images: torch.Tensor, nrow: int, path: Path) -> None:
+        images = torch.nn.functional.interpolate(images.float(), scale_factor=4, mode="nearest")
+        self.saved[path.stem] = save_image_atomic(make_grid(images, nrow=nrow, pad_value=1.0), path)

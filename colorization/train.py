@@ -106,7 +106,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
-    if cfg.get("compare_gray") and trainer.is_global_zero:
+    if cfg.get("compare_gray") and isinstance(model, ColorizationModule) and trainer.is_global_zero:
         comparison = compare_with_gray(model, datamodule, best or None, cfg.trainer.get("accelerator", "auto"))
         metrics.update(comparison)
         log.info("\n%s", report(comparison, model.val_loss_history, best, len(datamodule.datasets["val"])))

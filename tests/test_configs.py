@@ -7,7 +7,8 @@ from lightning import Callback, Trainer
 from lightning.pytorch.loggers import Logger
 
 from colorization.data import LabDataModule
-from colorization.tasks import ColorizationModule
+from colorization.data.digits import DigitsDataModule
+from colorization.tasks import ColorizationModule, ReconstructionModule
 from colorization.train import build_model, instantiate_callbacks, instantiate_loggers
 from tests.conftest import CONF
 
@@ -26,17 +27,22 @@ def test_every_group_has_the_options_users_expect():
 
 
 @pytest.mark.parametrize("option", options("data"))
-def test_data_options_build_a_lab_datamodule(compose_cfg, photo_dir, option):
+def test_data_options_build_a_datamodule(compose_cfg, photo_dir, option):
     overrides = [f"data={option}"] + ([f"data.root={photo_dir}"] if option == "folder" else [])
     dm = instantiate(compose_cfg(*overrides).data)
-    assert isinstance(dm, LabDataModule)
+    assert isinstance(dm, DigitsDataModule if option == "digits" else LabDataModule)
 
 
 @pytest.mark.parametrize("option", options("model"))
 def test_model_options_build_a_module_with_an_optimizer(compose_cfg, option):
     model = build_model(compose_cfg(f"model={option}"))
-    assert isinstance(model, ColorizationModule)
-    assert model(torch.zeros(1, 1, 37, 45)).shape == (1, 2, 37, 45)
+    assert isinstance(model.configure_optimizers(), dict)  # optimizer + the default scheduler
+    if isinstance(model, ColorizationModule):
+        channels = 3 if option == "dae" else 2
+        assert model.eval()(torch.zeros(1, 1, 37, 45)).shape == (1, channels, 37, 45)
+    else:
+        assert isinstance(model, ReconstructionModule)
+        assert model.net(torch.zeros(2, 1, 8, 8)).shape == (2, 1, 8, 8)
 
 
 @pytest.mark.parametrize("option", options("optim"))
@@ -95,5 +101,5 @@ def test_debug_options(compose_cfg, option):
 @pytest.mark.parametrize("option", options("experiment"))
 def test_experiment_options_compose_and_build(compose_cfg, option):
     cfg = compose_cfg(f"experiment={option}")
-    assert isinstance(instantiate(cfg.data), LabDataModule)
-    assert isinstance(build_model(cfg), ColorizationModule)
+    assert isinstance(instantiate(cfg.data), (LabDataModule, DigitsDataModule))
+    assert isinstance(build_model(cfg), (ColorizationModule, ReconstructionModule))

@@ -7,9 +7,9 @@ for all of them alike, so swapping ``data=`` changes nothing but the photos.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -174,7 +174,7 @@ class TorchvisionImages(ImageSource):
         return built
 
     @classmethod
-    def from_datasets(cls, datasets: list, name: str = "custom") -> "TorchvisionImages":
+    def from_datasets(cls, datasets: list, name: str = "custom") -> TorchvisionImages:
         """Wrap already-built datasets whose items are ``(PIL image, target)``."""
         source = cls.__new__(cls)
         source.dataset_name, source.root, source.splits, source.download = name, Path("."), [], False

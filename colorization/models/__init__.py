@@ -3,6 +3,16 @@
 from colorization.models.baselines import GrayBaseline
 from colorization.models.cae import StackedCAE
 from colorization.models.fusion import FusionColorizer
+from colorization.models.linear_ae import LinearAE, LinearVAE
 from colorization.models.skip_cae import SkipCAE
+from colorization.models.vae import ConditionalVAE
 
-__all__ = ["FusionColorizer", "GrayBaseline", "SkipCAE", "StackedCAE"]
+__all__ = [
+    "ConditionalVAE",
+    "FusionColorizer",
+    "GrayBaseline",
+    "LinearAE",
+    "LinearVAE",
+    "SkipCAE",
+    "StackedCAE",
+]

@@ -8,7 +8,7 @@ weights, which torchvision downloads once into the torch hub cache.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MetricCollection
@@ -14,9 +10,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from colorization.color import AB_SCALE, gray_rgb, lab_norm_to_rgb, rgb_to_lab_norm
 from colorization.losses import get_loss
 from colorization.models.blocks import check_output
-
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
-SchedulerFactory = Callable[..., Any]
+from colorization.tasks.base import ConfiguredModule, OptimizerFactory, SchedulerFactory
 
 
 def rgb_metrics(prefix: str) -> MetricCollection:
@@ -30,7 +24,7 @@ def rgb_metrics(prefix: str) -> MetricCollection:
     )
 
 
-class ColorizationModule(L.LightningModule):
+class ColorizationModule(ConfiguredModule):
     """Trains ``net`` to predict the colour of a gray photo from its normalised L.
 
     Args:
@@ -39,10 +33,7 @@ class ColorizationModule(L.LightningModule):
         output: ``ab`` (Lab chroma, the default) or ``rgb``; must match the net's.
         loss: ``l1``, ``mse`` or ``huber``, on the output (normalised ab, or RGB: seed
             000's MAE on colour is ``output=rgb loss=l1``).
-        optimizer: partial optimizer (``optim=`` group); gets ``params``.
-        scheduler: partial LR scheduler (``scheduler=`` group) or ``None``; gets
-            ``optimizer``; stepped each epoch, ``ReduceLROnPlateau`` on ``monitor``.
-        monitor: metric the scheduler watches.
+        optimizer, scheduler, monitor: see :class:`ConfiguredModule`.
         grid_images: how many validation photos the image grid shows.
 
     Logged: ``train/loss``; ``val/`` and ``test/`` ``loss``, ``psnr`` and ``ssim`` (always on
@@ -60,18 +51,15 @@ class ColorizationModule(L.LightningModule):
         monitor: str = "val/loss",
         grid_images: int = 8,
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, scheduler, monitor)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.output = check_output(output)
         self.net = net
         self.criterion = get_loss(loss)
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.metrics = nn.ModuleDict({stage: rgb_metrics(f"{stage}/") for stage in ("val", "test")})
         self.ab_l1 = nn.ModuleDict({stage: MeanAbsoluteError() for stage in ("val", "test")})
         #: val/loss after each training epoch, for "did it learn?" summaries
         self.val_loss_history: list[float] = []
-        #: resolved run config stored in checkpoints so they rebuild their own model
-        self.run_config: dict | None = None
 
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
         return self.net(l_norm)
@@ -92,12 +80,21 @@ class ColorizationModule(L.LightningModule):
             return pred.clamp(0, 1)
         return lab_norm_to_rgb(pred[:, :1], pred[:, 1:])
 
+    def prepare_batch(self, batch: dict[str, torch.Tensor], stage: str, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Model-specific input changes on the device (degradations, masks); none here."""
+        return batch
+
+    def network_input(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the net sees: the gray photo's normalised L."""
+        return batch["L"]
+
     def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """-> (loss, prediction in the output space, extra values to log). Subclasses change this."""
-        pred = self(batch["L"])
+        pred = self(self.network_input(batch))
         return self.criterion(pred, self.target(batch)), pred, {}
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        batch = self.prepare_batch(batch, "train", batch_idx)
         loss, _, extra = self.model_step(batch)
         n = len(batch["L"])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
@@ -106,6 +103,7 @@ class ColorizationModule(L.LightningModule):
         return loss
 
     def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> dict | None:
+        batch = self.prepare_batch(batch, stage, batch_idx)
         l_norm = batch["L"]
         loss, pred, extra = self.model_step(batch)
         n = len(l_norm)
@@ -121,7 +119,8 @@ class ColorizationModule(L.LightningModule):
         if batch_idx != 0:
             return None
         k = self.hparams.grid_images
-        return {"images": {"gray": gray_rgb(l_norm[:k]), "pred": rgb_pred[:k], "truth": batch["rgb"][:k]}}
+        gray = gray_rgb(self.network_input(batch)[:k, :1])
+        return {"images": {"gray": gray, "pred": rgb_pred[:k], "truth": batch["rgb"][:k]}}
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict | None:
         return self._evaluate(batch, batch_idx, "val")
@@ -133,19 +132,3 @@ class ColorizationModule(L.LightningModule):
         fitting = self.trainer.state.fn == "fit" and not self.trainer.sanity_checking
         if fitting and "val/loss" in self.trainer.callback_metrics:
             self.val_loss_history.append(float(self.trainer.callback_metrics["val/loss"]))
-
-    def configure_optimizers(self) -> Any:
-        if self.optimizer_factory is None:
-            raise ValueError("no optimizer: build the module with optimizer=... (config group optim=)")
-        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor, "interval": "epoch"},
-        }
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.run_config is not None:
-            checkpoint["colorization_config"] = self.run_config

@@ -1,0 +1,51 @@
+"""What every LightningModule of the project shares: optimizers from configs, and
+checkpoints that carry the run's config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class ConfiguredModule(L.LightningModule):
+    """Base class.
+
+    Args:
+        optimizer: partial optimizer (``optim=`` group); gets the trainable ``params``.
+        scheduler: partial LR scheduler (``scheduler=`` group) or ``None``; gets the
+            ``optimizer``; stepped each epoch, ``ReduceLROnPlateau`` watching ``monitor``.
+        monitor: metric the scheduler watches.
+    """
+
+    def __init__(
+        self,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        monitor: str = "val/loss",
+    ) -> None:
+        super().__init__()
+        self.optimizer_factory, self.scheduler_factory, self.monitor = optimizer, scheduler, monitor
+        #: resolved run config stored in checkpoints so they rebuild their own model
+        self.run_config: dict | None = None
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise ValueError("no optimizer: build the module with optimizer=... (config group optim=)")
+        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint["colorization_config"] = self.run_config
