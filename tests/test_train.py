@@ -12,16 +12,15 @@ import torch
 from colorization.train import train
 from tests.conftest import ROOT
 
-TINY = [
+TINY_DATA = [
     "data.image_size=32",
     "data.resize=64",
     "data.train_repeats=2",
     "data.eval_repeats=2",
     "data.batch_size=4",
     "data.num_workers=0",
-    "model.net.width=8",
-    "model.net.depth=2",
 ]
+TINY = [*TINY_DATA, "model.net.width=8", "model.net.depth=2"]
 
 
 def run_train_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
