@@ -36,6 +36,21 @@ def test_every_model_passes_a_fast_dev_run(compose_cfg, option):
     assert np.isfinite(metrics["train/loss"]) and np.isfinite(metrics["val/loss"])
 
 
+@pytest.mark.parametrize("option", [o for o in options("model")])
+def test_every_model_checkpoint_loads_with_weights_only(compose_cfg, tmp_path, option):
+    overrides = [
+        f"model={option}",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=1",
+        "test=false",
+    ]
+    overrides += ["compare_gray=false", "callbacks.progress_bar=null", "data.num_workers=0"]
+    train(compose_cfg(*overrides, *(TINY_DATA if option != "linear_ae" else [])))
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["colorization_config"]["model"]["_target_"].startswith("colorization.tasks.")
+
+
 def experiment_overrides(option: str, photo_dir) -> list[str]:
     if option in ("alpha", "skip_cae_landscapes") and not SHARED_DATA.is_dir():
         return [f"data.root={photo_dir}", "data.fractions=[0.6,0.2,0.2]"]

@@ -41,6 +41,9 @@ class ColorizationModule(ConfiguredModule):
     split) and ``ab_l1`` (mean absolute ab error in Lab units, 0..~220).
     """
 
+    #: constructor arguments of subclasses that are modules (kept out of the hyperparameters)
+    modules_in_args: tuple[str, ...] = ()
+
     def __init__(
         self,
         net: nn.Module,
@@ -52,7 +55,8 @@ class ColorizationModule(ConfiguredModule):
         grid_images: int = 8,
     ) -> None:
         super().__init__(optimizer, scheduler, monitor)
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        # modules and callables stay out of hparams: checkpoints must load with weights_only=True
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", *self.modules_in_args], logger=False)
         self.output = check_output(output)
         self.net = net
         self.criterion = get_loss(loss)

@@ -29,6 +29,8 @@ class RestorationModule(ColorizationModule):
     ``psnr_l_input`` of the degraded input, both against the clean L (data range 100).
     """
 
+    modules_in_args = ("degradation",)
+
     def __init__(self, net: nn.Module, degradation: Degradation, output: str = "lab", seed: int = 0, **kwargs):
         if output != "lab":
             raise ValueError("restoration predicts L and ab: output must be 'lab'")
