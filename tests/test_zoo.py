@@ -215,3 +215,12 @@ def test_dae_restores_better_than_its_degraded_input(compose_cfg, capsys):
     with capsys.disabled():
         print(f"\nDAE on the sample photos: restored L {restored:.2f} dB vs degraded input {degraded:.2f} dB")
     assert restored > degraded
+
+
+def test_mnist_offline_names_the_bundled_alternative(tmp_path):
+    from colorization.data import DataSourceError
+    from colorization.data.digits import load_digits_tensor
+
+    with pytest.raises(DataSourceError, match=r"mnist.*data\.download=true.*data\.source=sklearn"):
+        load_digits_tensor("mnist", str(tmp_path / "mnist"))
+    assert load_digits_tensor("sklearn").shape == (1797, 1, 8, 8)
