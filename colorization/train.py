@@ -63,15 +63,21 @@ def compare_with_gray(
 def report(comparison: dict[str, float], history: list[float], ckpt_path: str | None, n_val: int) -> str:
     """A short, honest end-of-run summary: the model next to gray, and the val-loss trend."""
     source = f"checkpoint {ckpt_path}" if ckpt_path else "final weights"
+    columns = (
+        ("PSNR (dB)", "psnr", ".2f"),
+        ("SSIM", "ssim", ".3f"),
+        ("ab L1", "ab_l1", ".2f"),
+        ("dE2000", "delta_e", ".2f"),
+        ("AuC", "ab_auc", ".3f"),
+        ("colour gap", "colorfulness_gap", "+.1f"),
+    )
     lines = [
         f"Validation on {n_val} crops of photos never seen in training ({source}):",
-        f"{'':14s}{'PSNR (dB)':>10s}{'SSIM':>8s}{'ab L1':>8s}",
+        f"{'':14s}" + "".join(f"{title:>11s}" for title, _, _ in columns),
     ]
     for name, key in (("model", "model"), ("gray (ab = 0)", "gray")):
-        lines.append(
-            f"{name:14s}{comparison[f'{key}/val/psnr']:10.2f}{comparison[f'{key}/val/ssim']:8.3f}"
-            f"{comparison[f'{key}/val/ab_l1']:8.2f}"
-        )
+        values = (format(comparison[f"{key}/val/{metric}"], fmt) for _, metric, fmt in columns)
+        lines.append(f"{name:14s}" + "".join(v.rjust(11) for v in values))
     verdict = "beats" if comparison["model/val/psnr"] > comparison["gray/val/psnr"] else "does not beat"
     lines.append(f"The model {verdict} the gray baseline on PSNR.")
     if len(history) >= 2:

@@ -9,6 +9,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 
 from colorization.color import AB_SCALE, gray_rgb, lab_norm_to_rgb, rgb_to_lab_norm
 from colorization.losses import get_loss
+from colorization.metrics import AbAuC, AbR2, Colorfulness, ColorfulnessGap, DeltaE2000
 from colorization.models.blocks import check_output
 from colorization.tasks.base import ConfiguredModule, OptimizerFactory, SchedulerFactory
 
@@ -19,6 +20,12 @@ def rgb_metrics(prefix: str) -> MetricCollection:
         {
             "psnr": PeakSignalNoiseRatio(data_range=1.0),
             "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
+            "delta_e": DeltaE2000(),
+            "colorfulness": Colorfulness("preds"),
+            "colorfulness_true": Colorfulness("target"),
+            "colorfulness_gap": ColorfulnessGap(),
+            "ab_auc": AbAuC(),
+            "ab_r2": AbR2(),
         },
         prefix=prefix,
     )
@@ -36,9 +43,11 @@ class ColorizationModule(ConfiguredModule):
         optimizer, scheduler, monitor: see :class:`ConfiguredModule`.
         grid_images: how many validation photos the image grid shows.
 
-    Logged: ``train/loss``; ``val/`` and ``test/`` ``loss``, ``psnr`` and ``ssim`` (always on
-    the RGB photo rebuilt from the prediction, data range 1; PSNR over all pixels of the
-    split) and ``ab_l1`` (mean absolute ab error in Lab units, 0..~220).
+    Logged: ``train/loss``; ``val/`` and ``test/``: ``loss``; always on the RGB photo rebuilt
+    from the prediction: ``psnr`` and ``ssim`` (data range 1; PSNR over all pixels of the
+    split), ``delta_e`` (CIEDE2000), ``colorfulness``, ``colorfulness_true`` and
+    ``colorfulness_gap``, ``ab_auc`` (Zhang et al.), ``ab_r2`` (see
+    :mod:`colorization.metrics`); ``ab_l1`` (mean absolute ab error in Lab units, 0..~220).
     """
 
     #: constructor arguments of subclasses that are modules (kept out of the hyperparameters)
