@@ -23,11 +23,15 @@ TINY_DATA = [
 TINY = [*TINY_DATA, "model.net.width=8", "model.net.depth=2"]
 
 
-def run_train_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_script(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": ""}
     return subprocess.run(
-        [sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_train_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return run_script("train.py", *args, timeout=timeout)
 
 
 def test_fast_dev_run_through_hydra_compose(compose_cfg):

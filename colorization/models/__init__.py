@@ -1,6 +1,12 @@
 """Plain ``nn.Module`` networks, one file per family; LightningModules live in ``tasks``."""
 
-from colorization.models.baselines import GrayBaseline
+from colorization.models.baselines import (
+    GrayBaseline,
+    MeanAbBaseline,
+    NeighbourhoodLinear,
+    NeighbourhoodMLP,
+    PCABaseline,
+)
 from colorization.models.cae import StackedCAE
 from colorization.models.fusion import FusionColorizer
 from colorization.models.linear_ae import LinearAE, LinearVAE
@@ -13,6 +19,10 @@ __all__ = [
     "GrayBaseline",
     "LinearAE",
     "LinearVAE",
+    "MeanAbBaseline",
+    "NeighbourhoodLinear",
+    "NeighbourhoodMLP",
+    "PCABaseline",
     "SkipCAE",
     "StackedCAE",
 ]

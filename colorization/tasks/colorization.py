@@ -106,14 +106,27 @@ class ColorizationModule(ConfiguredModule):
         pred = self(self.network_input(batch))
         return self.criterion(pred, self.target(batch)), pred, {}
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def on_fit_start(self) -> None:
+        if hasattr(self.net, "fit_batch"):
+            self.fit_closed_form(self.trainer.datamodule)
+
+    @torch.no_grad()
+    def fit_closed_form(self, datamodule) -> None:
+        """Closed-form baselines (a ``fit_batch`` / ``finish_fit`` net) see the training split once."""
+        datamodule.setup("fit")
+        for raw in datamodule.train_dataloader():
+            batch = datamodule.on_after_batch_transfer(raw.to(self.device), 0)
+            self.net.fit_batch(batch["L"], batch["ab"])
+        self.net.finish_fit()
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         batch = self.prepare_batch(batch, "train", batch_idx)
         loss, _, extra = self.model_step(batch)
         n = len(batch["L"])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
         for key, value in extra.items():
             self.log(f"train/{key}", value, on_step=False, on_epoch=True, batch_size=n)
-        return loss
+        return loss if loss.requires_grad else None  # nothing to train: fitted or fixed baselines
 
     def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> dict | None:
         batch = self.prepare_batch(batch, stage, batch_idx)

@@ -1,0 +1,109 @@
+"""Scoring a checkpoint or a baseline on a split: everything ``python eval.py`` does."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from colorization.data import DataSourceError
+from colorization.tasks import ColorizationModule
+from colorization.train import build_model, log_through_hydra
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint path that does not exist or does not hold a model written by train.py."""
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a train.py checkpoint with ``weights_only=True`` (no code runs while loading)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "colorization_config" not in checkpoint:
+        raise CheckpointError(f"{path} is not a checkpoint written by train.py (no state_dict / colorization_config)")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any]) -> L.LightningModule:
+    """Rebuild the model a checkpoint was trained as, with its weights."""
+    model = hydra.utils.instantiate(OmegaConf.create(checkpoint["colorization_config"]["model"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def markdown_table(name: str, split: str, metrics: dict[str, float]) -> str:
+    rows = "\n".join(f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items()))
+    return f"# {name} on the {split} split\n\n| metric | value |\n| --- | --- |\n{rows}\n"
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Score ``cfg.ckpt_path`` (or the baseline ``cfg.model``) on ``cfg.split`` of the data."""
+    L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("ckpt_path"):
+        checkpoint = load_checkpoint(cfg.ckpt_path)
+        model = model_from_checkpoint(checkpoint)
+        data_cfg = cfg.get("data") or OmegaConf.create(checkpoint["colorization_config"]["data"])
+        name = Path(cfg.ckpt_path).name
+    elif cfg.get("model"):
+        model, data_cfg = build_model(cfg), cfg.get("data")
+        name = cfg.model.net._target_.rsplit(".", 1)[-1]
+    else:
+        raise CheckpointError("nothing to evaluate: give ckpt_path=PATH or model=<baseline> (e.g. model=gray)")
+    if data_cfg is None:
+        raise DataSourceError("no data: give data=<source> (e.g. data=sample, or data=folder data.root=DIR)")
+    datamodule = hydra.utils.instantiate(data_cfg)
+    trainer_kwargs = dict(logger=False, enable_checkpointing=False, enable_model_summary=False, callbacks=[])
+    if not cfg.get("ckpt_path") and isinstance(model, ColorizationModule):
+        fit_baseline(model, datamodule, cfg, trainer_kwargs)
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, **trainer_kwargs)
+    run = trainer.test if cfg.split == "test" else trainer.validate
+    results = run(model, datamodule=datamodule, verbose=False)[0]
+    metrics = {key.split("/", 1)[1]: float(value) for key, value in results.items()}
+    out = Path(cfg.paths.output_dir)
+    write_atomic(out / "metrics.json", json.dumps({"model": name, "split": cfg.split, "metrics": metrics}, indent=2))
+    write_atomic(out / "metrics.md", markdown_table(name, cfg.split, metrics))
+    log.info("\n%s\nwritten to %s", markdown_table(name, cfg.split, metrics), out)
+    return metrics
+
+
+def fit_baseline(model: ColorizationModule, datamodule, cfg: DictConfig, trainer_kwargs: dict) -> None:
+    """Baselines given by name are fitted on the training split first: closed form, or a few epochs."""
+    if hasattr(model.net, "fit_batch"):
+        model.fit_closed_form(datamodule)
+    elif any(p.requires_grad for p in model.parameters()):
+        log.info("fitting %s for %d epochs on the training split", type(model.net).__name__, cfg.baseline_epochs)
+        fit_kwargs = {**trainer_kwargs, "max_epochs": cfg.baseline_epochs, "enable_progress_bar": False}
+        hydra.utils.instantiate(cfg.trainer, **fit_kwargs).fit(model, datamodule=datamodule)
+
+
+def run(cfg: DictConfig) -> None:
+    """Hydra entry: evaluate; bad checkpoints and data are one line on stderr, exit code 2."""
+    log_through_hydra()
+    try:
+        evaluate(cfg)
+    except (CheckpointError, DataSourceError) as error:
+        log.error("%s", error)
+        raise SystemExit(2) from None

@@ -1,0 +1,52 @@
+"""eval.py: scores checkpoints from train.py and every baseline; bad checkpoints are one line."""
+
+import json
+
+import pytest
+
+from colorization.evaluate import CheckpointError, evaluate, load_checkpoint
+from colorization.train import train
+from tests.test_train import TINY, TINY_DATA, run_script
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*exists and is not empty.*")
+FAST = ["callbacks.progress_bar=null", "trainer.accelerator=cpu"]
+
+
+def test_eval_of_a_checkpoint_matches_the_test_metrics_of_its_run(compose_cfg, tmp_path):
+    metrics = train(compose_cfg(*TINY, *FAST, "trainer.max_epochs=2", "compare_gray=false"))
+    best = next((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
+    scored = evaluate(compose_cfg(f"ckpt_path={best}", "split=test", config_name="eval"))
+    for name in ("psnr", "ssim", "ab_l1", "delta_e", "ab_auc", "ab_r2", "colorfulness_gap"):
+        assert scored[name] == pytest.approx(metrics[f"test/{name}"], rel=1e-4, abs=1e-5), name
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["metrics"]["psnr"] == pytest.approx(scored["psnr"])
+    assert "| psnr |" in (tmp_path / "run" / "metrics.md").read_text()
+
+
+@pytest.mark.parametrize("baseline", ["gray", "mean_ab", "pca", "linear", "mlp"])
+def test_eval_scores_every_baseline_without_a_checkpoint(compose_cfg, baseline):
+    cfg = compose_cfg(f"model={baseline}", "data=sample", *TINY_DATA, "baseline_epochs=1", config_name="eval")
+    scored = evaluate(cfg)
+    assert {"psnr", "ssim", "delta_e", "ab_auc", "ab_r2", "colorfulness_gap"} <= set(scored)
+    if baseline == "gray":
+        assert scored["colorfulness"] == pytest.approx(0.0, abs=0.05)
+
+
+def test_fitted_baselines_beat_gray_on_the_photos_they_were_fitted_on(compose_cfg):
+    common = ["data=sample", *TINY_DATA, "data.fractions=[0.8,0.1,0.1]", "split=val"]
+    gray = evaluate(compose_cfg("model=gray", *common, config_name="eval"))
+    mean_ab = evaluate(compose_cfg("model=mean_ab", *common, config_name="eval"))
+    assert mean_ab["colorfulness"] > gray["colorfulness"]
+
+
+def test_missing_and_non_checkpoints_are_one_line_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nope.ckpt")
+    junk = tmp_path / "junk.ckpt"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(junk)
+    result = run_script("eval.py", f"ckpt_path={junk}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "junk.ckpt is not a readable checkpoint" in output and "Traceback" not in output
