@@ -13,15 +13,21 @@ import hydra
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torchmetrics import Metric
 
 from colorization.data import DataSourceError
+from colorization.metrics import FrechetDistanceEffNet
 from colorization.tasks import ColorizationModule
 from colorization.train import build_model, log_through_hydra
 
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
+class EvaluationError(RuntimeError):
+    """Something eval.py was asked for that cannot be done here; the message says why."""
+
+
+class CheckpointError(EvaluationError):
     """A checkpoint path that does not exist or does not hold a model written by train.py."""
 
 
@@ -71,7 +77,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         model, data_cfg = build_model(cfg), cfg.get("data")
         name = cfg.model.net._target_.rsplit(".", 1)[-1]
     else:
-        raise CheckpointError("nothing to evaluate: give ckpt_path=PATH or model=<baseline> (e.g. model=gray)")
+        raise EvaluationError("nothing to evaluate: give ckpt_path=PATH or model=<baseline> (e.g. model=gray)")
     if data_cfg is None:
         raise DataSourceError("no data: give data=<source> (e.g. data=sample, or data=folder data.root=DIR)")
     datamodule = hydra.utils.instantiate(data_cfg)
@@ -82,11 +88,46 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run = trainer.test if cfg.split == "test" else trainer.validate
     results = run(model, datamodule=datamodule, verbose=False)[0]
     metrics = {key.split("/", 1)[1]: float(value) for key, value in results.items()}
+    metrics.update(distribution_metrics(model, datamodule, cfg))
     out = Path(cfg.paths.output_dir)
     write_atomic(out / "metrics.json", json.dumps({"model": name, "split": cfg.split, "metrics": metrics}, indent=2))
     write_atomic(out / "metrics.md", markdown_table(name, cfg.split, metrics))
     log.info("\n%s\nwritten to %s", markdown_table(name, cfg.split, metrics), out)
     return metrics
+
+
+def inception_fid() -> Metric:
+    """The standard FID (torchmetrics, Inception-v3 features of torch-fidelity)."""
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        return FrechetInceptionDistance(feature=2048, normalize=True)
+    except (ImportError, ModuleNotFoundError, RuntimeError, OSError) as error:
+        raise EvaluationError(
+            f"the standard Inception FID is unavailable here ({error}): it needs `pip install torch-fidelity` "
+            "and network access once to fetch its weights; fid_effnet_lite0 needs neither"
+        ) from error
+
+
+@torch.no_grad()
+def distribution_metrics(model: L.LightningModule, datamodule, cfg: DictConfig) -> dict[str, float]:
+    """Set-level metrics, one more pass over the split: FID on EfficientNet-Lite0 features
+    (``fid_effnet_lite0``, offline) and, with ``fid_inception=true``, the standard FID."""
+    if not isinstance(model, ColorizationModule) or not (cfg.fid or cfg.fid_inception):
+        return {}
+    metrics = {}
+    if cfg.fid:
+        metrics["fid_effnet_lite0"] = FrechetDistanceEffNet()
+    if cfg.fid_inception:
+        metrics["fid_inception"] = inception_fid()
+    model.eval()
+    loader = datamodule.test_dataloader() if cfg.split == "test" else datamodule.val_dataloader()
+    for index, raw in enumerate(loader):
+        batch = model.prepare_batch(datamodule.on_after_batch_transfer(raw.to(model.device), 0), cfg.split, index)
+        pred = model.to_rgb(batch["L"], model.model_step(batch)[1])
+        for metric in metrics.values():
+            metric.to(model.device).update(pred, batch["rgb"])
+    return {name: float(metric.compute()) for name, metric in metrics.items()}
 
 
 def fit_baseline(model: ColorizationModule, datamodule, cfg: DictConfig, trainer_kwargs: dict) -> None:
@@ -104,6 +145,6 @@ def run(cfg: DictConfig) -> None:
     log_through_hydra()
     try:
         evaluate(cfg)
-    except (CheckpointError, DataSourceError) as error:
+    except (EvaluationError, DataSourceError) as error:
         log.error("%s", error)
         raise SystemExit(2) from None

@@ -9,6 +9,8 @@ any model the same way whatever it predicts (ab or RGB):
 * ``AbAuC``: area under the cumulative curve of the per-pixel ab error (Euclidean, Lab
   units) over thresholds 0..150, normalised to [0, 1] (Zhang et al. 2016).
 * ``AbR2``: coefficient of determination of the predicted ab (seed 003).
+* ``FrechetDistanceEffNet``: FID computed on EfficientNet-Lite0 features (offline weights).
+  It is *not* comparable with published FIDs, which use Inception-v3 features.
 """
 
 from __future__ import annotations
@@ -163,3 +165,55 @@ class AbR2(Metric):
     def compute(self) -> torch.Tensor:
         ss_tot = self.total_sq - self.total**2 / self.count
         return (1 - self.residual / ss_tot.clamp_min(1e-12)).float()
+
+
+def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
+    """||mu1 - mu2||^2 + Tr(cov1 + cov2 - 2 (cov1 cov2)^(1/2)) of two Gaussians."""
+    import warnings
+
+    from scipy import linalg
+
+    with warnings.catch_warnings():  # fewer images than feature dimensions: singular, as expected
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        sqrt_product = linalg.sqrtm(cov1.cpu().numpy() @ cov2.cpu().numpy())
+    trace_sqrt = float(sqrt_product.real.trace())
+    return max(0.0, float((mu1 - mu2).pow(2).sum() + cov1.trace() + cov2.trace() - 2 * trace_sqrt))
+
+
+class FrechetDistanceEffNet(Metric):
+    """Frechet distance between the EfficientNet-Lite0 features of predictions and truths.
+
+    Same recipe as FID (Heusel et al. 2017), other network: report it as "FID (EffNet-Lite0)".
+    Like FID it is biased for small sets; compare models only on the same images.
+    """
+
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        from colorization.models.backbones import FrozenClassifier
+
+        self.extractor = FrozenClassifier("efficientnet_lite0")
+        dim = 1280
+        for side in ("preds", "target"):
+            self.add_state(f"{side}_sum", torch.zeros(dim, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(f"{side}_outer", torch.zeros(dim, dim, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        for side, images in (("preds", preds), ("target", target)):
+            features = self.extractor.features(images.float()).double()
+            setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + features.sum(0))
+            setattr(self, f"{side}_outer", getattr(self, f"{side}_outer") + features.T @ features)
+        self.count += len(preds)
+
+    def _gaussian(self, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.count
+        mu = getattr(self, f"{side}_sum") / n
+        cov = (getattr(self, f"{side}_outer") - n * torch.outer(mu, mu)) / (n - 1)
+        return mu, cov
+
+    def compute(self) -> torch.Tensor:
+        if self.count < 2:
+            raise ValueError("the Frechet distance needs at least 2 images")
+        return torch.tensor(frechet_distance(*self._gaussian("preds"), *self._gaussian("target")))

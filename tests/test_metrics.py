@@ -71,3 +71,28 @@ def test_module_metrics_agree_with_torchmetrics_functional():
     ssim = structural_similarity_index_measure(pred, batch["rgb"], data_range=1.0)
     assert result["val/ssim"] == pytest.approx(ssim.item())
     assert {"val/delta_e", "val/colorfulness_gap", "val/ab_auc", "val/ab_r2"} <= set(result)
+
+
+def test_effnet_fid_is_zero_for_identical_sets_and_grows_with_the_difference():
+    from colorization.metrics import FrechetDistanceEffNet
+
+    rgb = real_batch(8, 64)["rgb"]
+    same, gray = FrechetDistanceEffNet(), FrechetDistanceEffNet()
+    same.update(rgb, rgb)
+    gray.update(rgb.mean(1, keepdim=True).expand(-1, 3, -1, -1), rgb)
+    assert same.compute() == pytest.approx(0.0, abs=0.01)
+    assert gray.compute() > 10
+
+
+def test_the_standard_inception_fid_says_what_it_needs_when_unavailable():
+    pytest.importorskip("torchmetrics")
+    try:
+        import torch_fidelity  # noqa: F401
+
+        pytest.skip("torch-fidelity is installed here: the standard FID is available")
+    except ImportError:
+        pass
+    from colorization.evaluate import EvaluationError, inception_fid
+
+    with pytest.raises(EvaluationError, match="torch-fidelity"):
+        inception_fid()

@@ -87,7 +87,17 @@ class FrozenClassifier(nn.Module):
     def train(self, mode: bool = True) -> FrozenClassifier:
         return super().train(False)
 
+    def _prepare(self, rgb: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(rgb, size=(self.input_size, self.input_size), mode="bilinear", antialias=True)
+        return self.normalize(x.clamp(0, 1))
+
     @torch.no_grad()
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(rgb, size=(self.input_size, self.input_size), mode="bilinear", antialias=True)
-        return self.model(self.normalize(x.clamp(0, 1))).float()
+        return self.model(self._prepare(rgb)).float()
+
+    @torch.no_grad()
+    def features(self, rgb: torch.Tensor) -> torch.Tensor:
+        """Pooled penultimate features (EfficientNet-Lite0: 1280-d), as FID uses."""
+        if not hasattr(self.model, "forward_head"):
+            raise ValueError("pooled features are available for the timm backbone (efficientnet_lite0) only")
+        return self.model.forward_head(self.model.forward_features(self._prepare(rgb)), pre_logits=True).float()
