@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from PIL import Image
+
+from colorization.compose import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -57,13 +57,8 @@ def compose_cfg(tmp_path: Path):
     """compose_cfg(*overrides) -> the train config train.py would run, writing into tmp_path."""
 
     def make(*overrides: str, config_name: str = "train") -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
-        HydraConfig().set_config(cfg)
+        cfg = compose_config(config_name, list(overrides), tmp_path / "run")
         with open_dict(cfg):
-            del cfg["hydra"]  # as @hydra.main passes it: hydra's own node stays in HydraConfig
-            cfg.paths.output_dir = str(tmp_path / "run")
             cfg.paths.log_dir = str(tmp_path / "logs")
         return cfg
 

@@ -3,10 +3,12 @@
 import json
 
 import pytest
+import torch
 
 from colorization.evaluate import CheckpointError, evaluate, load_checkpoint
 from colorization.train import train
 from tests.test_train import TINY, TINY_DATA, run_script
+from tests.test_zoo import real_batch
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*exists and is not empty.*")
 FAST = ["callbacks.progress_bar=null", "trainer.accelerator=cpu"]
@@ -50,3 +52,16 @@ def test_missing_and_non_checkpoints_are_one_line_errors(tmp_path):
     assert result.returncode == 2
     output = result.stdout + result.stderr
     assert "junk.ckpt is not a readable checkpoint" in output and "Traceback" not in output
+
+
+def test_linear_baseline_is_the_least_squares_solution():
+    from colorization.models import NeighbourhoodLinear
+
+    batch = real_batch(4, 32)
+    net = NeighbourhoodLinear()
+    net.fit_batch(batch["L"], batch["ab"])
+    net.finish_fit()
+    fitted = torch.nn.functional.mse_loss(net(batch["L"]), batch["ab"]).item()
+    with torch.no_grad():  # any other linear map of the neighbourhood does worse
+        net.conv.weight.add_(torch.randn_like(net.conv.weight) * 1e-2)
+    assert torch.nn.functional.mse_loss(net(batch["L"]), batch["ab"]).item() > fitted

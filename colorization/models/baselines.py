@@ -2,8 +2,8 @@
 
 * ``GrayBaseline``: ab = 0, the gray photo itself.
 * ``MeanAbBaseline``: the training set's mean colour everywhere (fitted in closed form).
-* ``NeighbourhoodLinear`` / ``NeighbourhoodMLP``: seed 003's linear regression and MLP from
-  the 3x3 neighbourhood of L to the pixel's ab (trained by gradient descent like any net).
+* ``NeighbourhoodLinear`` / ``NeighbourhoodMLP``: seed 003's linear regression (closed form)
+  and MLP (gradient descent, a few epochs) from the 3x3 neighbourhood of L to the pixel's ab.
 * ``PCABaseline``: seed 000's PCA comparison: a linear autoencoder of joint (L, ab) patches
   fitted by PCA; a gray patch gets the ab that PCA's Gaussian model expects given its L.
 
@@ -45,11 +45,37 @@ class MeanAbBaseline(nn.Module):
         return self.mean_ab.to(l_norm.dtype)[None, :, None, None].expand(len(l_norm), -1, *l_norm.shape[2:])
 
 
-class NeighbourhoodLinear(nn.Sequential):
-    """Seed 003's linear regression: ab of a pixel = linear function of its 3x3 L neighbourhood."""
+class NeighbourhoodLinear(nn.Module):
+    """Seed 003's linear regression: ab of a pixel = linear function of its 3x3 L neighbourhood.
 
-    def __init__(self) -> None:
-        super().__init__(nn.Conv2d(1, 2, 3, padding=1, padding_mode="replicate"))
+    Fitted in closed form (least squares over every training pixel); as a convolution it
+    can also be fine-tuned by gradient descent like any net.
+    """
+
+    def __init__(self, ridge: float = 1e-6) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1, padding_mode="replicate")
+        self.ridge = ridge
+        self._xtx, self._xty = torch.zeros(10, 10, dtype=torch.float64), torch.zeros(10, 2, dtype=torch.float64)
+
+    def fit_batch(self, l_norm: torch.Tensor, ab: torch.Tensor) -> None:
+        patches = F.unfold(F.pad(l_norm.double(), (1, 1, 1, 1), mode="replicate"), 3)  # (B, 9, H*W)
+        x = torch.cat(
+            [patches.transpose(1, 2).reshape(-1, 9), patches.new_ones(patches.shape[0] * patches.shape[2], 1)], 1
+        )
+        y = ab.double().flatten(2).transpose(1, 2).reshape(-1, 2)
+        self._xtx = self._xtx.to(x.device) + x.T @ x
+        self._xty = self._xty.to(x.device) + x.T @ y
+
+    def finish_fit(self) -> None:
+        eye = torch.eye(10, dtype=torch.float64, device=self._xtx.device)
+        solution = torch.linalg.solve(self._xtx + self.ridge * eye, self._xty)  # (10, 2)
+        with torch.no_grad():
+            self.conv.weight.copy_(solution[:9].T.reshape(2, 1, 3, 3).to(self.conv.weight))
+            self.conv.bias.copy_(solution[9].to(self.conv.bias))
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        return self.conv(l_norm)
 
 
 class NeighbourhoodMLP(nn.Sequential):
