@@ -1,4 +1,4 @@
-"""LightningModule for colorization as regression: gray L in, normalised ab out."""
+"""LightningModule for colorization as regression: gray L in, colour (ab or RGB) out."""
 
 from __future__ import annotations
 
