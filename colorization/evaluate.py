@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import Metric
 
 from colorization.data import DataSourceError
+from colorization.io import publish
 from colorization.metrics import FrechetDistanceEffNet
 from colorization.tasks import ColorizationModule
 from colorization.train import build_model, log_through_hydra
@@ -57,7 +58,7 @@ def write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as f:
         f.write(text)
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def markdown_table(name: str, split: str, metrics: dict[str, float]) -> str:

@@ -106,6 +106,8 @@ def open_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
                         image.draft("RGB", (int(image.size[0] / scale), int(image.size[1] / scale)))
                 image.load()
                 return pil_to_rgb(image)
+    except Image.DecompressionBombError as error:  # do not retry: the fallback would allocate it
+        raise UnreadableImage(f"{path}: too large to decode safely ({error})") from error
     except Exception as pil_error:  # noqa: BLE001 - any decoder failure means "unreadable"
         try:
             return _read_with_imageio(path)

@@ -42,7 +42,7 @@ class MeanAbBaseline(nn.Module):
         self.mean_ab.copy_(self._sum.to(self.mean_ab.device) / self.count.clamp_min(1))
 
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
-        return self.mean_ab.to(l_norm.dtype)[None, :, None, None].expand(len(l_norm), -1, *l_norm.shape[2:])
+        return self.mean_ab.to(l_norm.dtype)[None, :, None, None].expand(l_norm.shape[0], -1, *l_norm.shape[2:])
 
 
 class NeighbourhoodLinear(nn.Module):

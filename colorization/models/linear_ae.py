@@ -38,7 +38,7 @@ class LinearAE(nn.Module):
         return self.encoder(x.flatten(1))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z).view(len(z), *self.input_shape)
+        return self.decoder(z).view(z.shape[0], *self.input_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))

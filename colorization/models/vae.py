@@ -56,5 +56,5 @@ class ConditionalVAE(nn.Module):
     def forward(self, l_norm: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """Colorize with latent ``z`` (default: 0, the prior's mean)."""
         if z is None:
-            z = l_norm.new_zeros(len(l_norm), self.latent_dim)
+            z = l_norm.new_zeros(l_norm.shape[0], self.latent_dim)  # shape[0]: export keeps the batch dynamic
         return self.decode(l_norm, z)

@@ -1,0 +1,486 @@
+"""``colorize``: colour your own photos with a trained checkpoint, at full resolution.
+
+    colorize old_photos/ scan.tif 'more/*.jpg' --ckpt logs/train/runs/<run>/checkpoints/last.ckpt -o colorized/
+    colorize photo.jpg --ckpt vae.ckpt -o out/ --samples 4 --compare
+    colorize export --ckpt last.ckpt --format onnx -o colorizer.onnx
+
+How a photo is coloured: it is decoded to 8-bit sRGB (any mode, EXIF rotation applied) and
+seen as gray (its Lab lightness L; a colour photo loses its colour first). Only a
+``size x size`` copy goes through the network; the predicted chroma ab is resized bilinearly
+to the photo's size and joined with the photo's **own full-resolution L**, so every detail
+of the input is kept. Colours the predicted ab would push outside sRGB are pulled towards
+gray at the same L (not clipped per channel), so the output's lightness is the input's.
+Full-resolution work runs in strips of rows: memory stays bounded on large scans.
+
+Each input is handled on its own: a file that cannot be read gets one line on stderr and the
+run goes on; the exit code is 1 when any input failed, 2 when nothing could start (bad
+checkpoint or options). Inputs are never overwritten, outputs are written atomically, and
+existing outputs are skipped unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from colorization.color import AB_SCALE, lab_to_rgb_preserving_l, normalize_l, rgb_to_lab_norm, rgb_u8_to_lab
+from colorization.data.images import IMAGE_EXTENSIONS, UnreadableImage, open_rgb
+from colorization.io import publish, save_image_atomic
+
+#: pixels per strip of rows in full-resolution work (bounds the float intermediates)
+STRIP_PIXELS = 1 << 20
+FORMATS = {"png": ".png", "jpg": ".jpg"}
+
+
+class ColorizeError(RuntimeError):
+    """A problem that stops the whole run (checkpoint, options); one line, exit code 2."""
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class Colorizer(nn.Module):
+    """The deployable part of a trained colorization model: normalised L ``(B, 1, S, S)`` in
+    [-1, 1] -> normalised ab ``(B, 2, S, S)`` (Lab chroma / 110), whatever the model's
+    output space (ab, RGB or Lab). ``forward(l, z)`` takes a latent ``z`` for VAE samples."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        from colorization.tasks import ColorizationModule, VAEColorizationModule
+
+        if not isinstance(module, ColorizationModule):
+            raise ColorizeError(
+                f"the checkpoint holds a {type(module).__name__}, not a colorization model (gray L in, colour out)"
+            )
+        self.net, self.output = module.net, module.output
+        self.can_sample = isinstance(module, VAEColorizationModule)
+        self.latent_dim = getattr(module.net, "latent_dim", 0) if self.can_sample else 0
+
+    def to_ab(self, pred: torch.Tensor) -> torch.Tensor:
+        if self.output == "ab":
+            return pred
+        if self.output == "rgb":
+            return rgb_to_lab_norm(pred.clamp(0, 1))[1]
+        return pred[:, 1:]
+
+    def forward(self, l_norm: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        pred = self.net(l_norm) if z is None else self.net.decode(l_norm, z)
+        return self.to_ab(pred)
+
+
+def load_colorizer(ckpt: str | Path, device: torch.device) -> tuple[Colorizer, int]:
+    """-> (colorizer in eval mode on ``device``, the crop size it was trained at).
+
+    The checkpoint is read with ``weights_only=True``; errors name the file.
+    """
+    from colorization.evaluate import EvaluationError, load_checkpoint, model_from_checkpoint
+
+    try:
+        checkpoint = load_checkpoint(ckpt)
+        module = model_from_checkpoint(checkpoint)
+    except EvaluationError as error:
+        raise ColorizeError(str(error)) from None
+    except Exception as error:  # noqa: BLE001 - a config or weights that do not fit the code
+        raise ColorizeError(f"{ckpt}: cannot rebuild the model ({type(error).__name__}: {error})") from None
+    size = (checkpoint["colorization_config"].get("data") or {}).get("image_size") or 256
+    return Colorizer(module).eval().to(device), int(size)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ColorizeError(f"--device {name}: CUDA is not available here (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def check_size(colorizer: Colorizer, size: int, device: torch.device) -> None:
+    """Fail early, with the option's name, if the network cannot run at ``size``."""
+    with torch.no_grad():
+        try:
+            ab = colorizer(torch.zeros(1, 1, size, size, device=device))
+        except Exception as error:  # noqa: BLE001
+            raise ColorizeError(f"--size {size}: the model cannot run at this size ({error})") from None
+    if ab.shape != (1, 2, size, size):
+        raise ColorizeError(f"--size {size}: the model returns shape {tuple(ab.shape)}; try its training size")
+
+
+# ----------------------------------------------------------------------------- full resolution
+
+
+def _bilinear_taps(out_size: int, in_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Source indices and weights of bilinear resizing along one axis (as
+    ``F.interpolate(mode="bilinear", align_corners=False)``)."""
+    src = ((torch.arange(out_size, device=device, dtype=torch.float32) + 0.5) * (in_size / out_size) - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=in_size - 1)
+    i1 = (i0 + 1).clamp(max=in_size - 1)
+    return i0, i1, (src - i0).clamp(0, 1)
+
+
+def luminance_l(rgb_u8: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(h, W, 3) uint8 rows -> their Lab L (h, W) in [0, 100]."""
+    rgb = torch.from_numpy(np.ascontiguousarray(rgb_u8.transpose(2, 0, 1))).to(device)
+    return rgb_u8_to_lab(rgb[None], lightness_only=True)[0, 0]
+
+
+def compose_full_resolution(
+    rgb_u8: np.ndarray, ab_norm: torch.Tensor, saturation: float = 1.0, strip_pixels: int = STRIP_PIXELS
+) -> np.ndarray:
+    """The photo's own L (from ``rgb_u8``, (H, W, 3) uint8) with the working-size prediction
+    ``ab_norm`` (2, h, w) resized to (H, W) -> colorized (H, W, 3) uint8.
+
+    Works in strips of rows so memory grows with the photo's bytes, not with float copies
+    of it.
+    """
+    height, width = rgb_u8.shape[:2]
+    device = ab_norm.device
+    ab = ab_norm.float() * (AB_SCALE * saturation)
+    x0, x1, wx = _bilinear_taps(width, ab.shape[2], device)
+    ab_cols = ab[:, :, x0] * (1 - wx) + ab[:, :, x1] * wx  # (2, h, W): small
+    y0, y1, wy = _bilinear_taps(height, ab.shape[1], device)
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    rows = max(1, strip_pixels // width)
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        w = wy[top:bottom, None]
+        ab_rows = ab_cols[:, y0[top:bottom]] * (1 - w) + ab_cols[:, y1[top:bottom]] * w
+        lightness = luminance_l(rgb_u8[top:bottom], device)
+        lab = torch.cat([lightness[None], ab_rows], dim=0)[None]
+        rgb = lab_to_rgb_preserving_l(lab)[0]
+        out[top:bottom] = rgb.mul_(255).round_().byte().permute(1, 2, 0).cpu().numpy()
+    return out
+
+
+def working_input(rgb_u8: np.ndarray, size: int) -> torch.Tensor:
+    """The gray photo at the network's working size: normalised L (1, size, size)."""
+    small = Image.fromarray(rgb_u8).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return normalize_l(luminance_l(np.asarray(small), torch.device("cpu")))[None]
+
+
+def gray_of(rgb_u8: np.ndarray, strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
+    """The gray photo the model saw (L with ab = 0), (H, W, 3) uint8."""
+    lab_gray = torch.zeros(1, 2, 1, 1)
+    height, width = rgb_u8.shape[:2]
+    out = np.empty_like(rgb_u8)
+    rows = max(1, strip_pixels // width)
+    for top in range(0, height, rows):
+        lightness = luminance_l(rgb_u8[top : top + rows], torch.device("cpu"))
+        lab = torch.cat([lightness[None], lab_gray[0].expand(2, *lightness.shape)], dim=0)[None]
+        out[top : top + rows] = lab_to_rgb_preserving_l(lab)[0].mul_(255).round_().byte().permute(1, 2, 0).numpy()
+    return out
+
+
+def is_gray(rgb_u8: np.ndarray) -> bool:
+    return bool((rgb_u8[..., 0] == rgb_u8[..., 1]).all() and (rgb_u8[..., 1] == rgb_u8[..., 2]).all())
+
+
+def comparison(panels: Sequence[np.ndarray], max_height: int = 1024) -> np.ndarray:
+    """Panels side by side (gray | colorized [| original]), scaled to at most ``max_height``."""
+    height, width = panels[0].shape[:2]
+    scale = min(1.0, max_height / height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = [np.asarray(Image.fromarray(p).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)) for p in panels]
+    gap = np.full((size[1], max(2, size[0] // 100), 3), 255, dtype=np.uint8)
+    parts = [resized[0]]
+    for panel in resized[1:]:
+        parts += [gap, panel]
+    return np.concatenate(parts, axis=1)
+
+
+# ----------------------------------------------------------------------------- inputs and outputs
+
+
+@dataclass
+class Job:
+    """One input file and the outputs it will get."""
+
+    source: Path
+    outputs: dict[str, Path] = field(default_factory=dict)  # kind ("colorized", "sample1", "compare") -> path
+
+
+def expand_inputs(inputs: Sequence[str], out_dir: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Files, folders (recursive) and globs -> ([(file, its path relative to the output
+    folder)], [errors]). Files already under ``out_dir`` are not inputs (earlier outputs)."""
+    found: list[tuple[Path, Path]] = []
+    errors: list[str] = []
+    out_resolved = out_dir.resolve()
+
+    def earlier_output(path: Path, folder: Path) -> bool:  # written into a sub-folder of an input folder
+        return folder.resolve() != out_resolved and path.resolve().is_relative_to(out_resolved)
+
+    for arg in inputs:
+        path = Path(arg).expanduser()
+        if path.is_dir():
+            wanted = {e.lower() for e in IMAGE_EXTENSIONS}
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+            files = [p for p in files if not earlier_output(p, path)]
+            if not files:
+                errors.append(f"{path}: no images ({', '.join(sorted(wanted))}) in this folder")
+            found += [(p, p.relative_to(path)) for p in files]
+        elif path.is_file():
+            found.append((path, Path(path.name)))
+        elif glob.has_magic(arg):
+            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
+            files = [m for m in matches if m.is_file() and not earlier_output(m, m.parent)]
+            if not files:
+                errors.append(f"{arg}: no file matches this pattern")
+            found += [(m, Path(m.name)) for m in files]
+        else:
+            errors.append(f"{arg}: no such file or folder")
+    return found, errors
+
+
+def plan(found: list[tuple[Path, Path]], out_dir: Path, fmt: str, samples: int, compare: bool) -> tuple[list, list]:
+    """Output paths for each input; refuses any output that is an input or another input's output."""
+    suffix = FORMATS[fmt]
+    inputs = {source.resolve() for source, _ in found}
+    claimed: dict[Path, Path] = {}
+    jobs, errors = [], []
+    for source, relative in found:
+        stem = out_dir / relative.with_suffix("")
+        outputs = {"colorized": stem.with_name(stem.name + suffix)}
+        outputs.update({f"sample{k}": stem.with_name(f"{stem.name}_sample{k}{suffix}") for k in range(1, samples + 1)})
+        if compare:
+            outputs["compare"] = stem.with_name(f"{stem.name}_compare{suffix}")
+        clash = next((p for p in outputs.values() if p.resolve() in inputs), None)
+        taken = next((p for p in outputs.values() if p.resolve() in claimed), None)
+        if source.resolve() in claimed.values():
+            continue  # the same file given twice
+        if clash is not None:
+            errors.append(f"{source}: its output {clash} would overwrite an input; choose another -o or --format")
+        elif taken is not None:
+            errors.append(f"{source}: its output {taken} is already the output of {claimed[taken.resolve()]}")
+        else:
+            claimed.update({p.resolve(): source.resolve() for p in outputs.values()})
+            jobs.append(Job(source, outputs))
+    return jobs, errors
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    def line(self) -> str:
+        return f"colorize: {self.done} done, {self.skipped} skipped (output exists), {self.failed} failed"
+
+
+def chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def fail(summary: Summary, message: str) -> None:
+    summary.failed += 1
+    print(f"colorize: error: {message}", file=sys.stderr, flush=True)
+
+
+@torch.no_grad()
+def colorize_jobs(jobs: list[Job], colorizer: Colorizer, args: argparse.Namespace, summary: Summary) -> None:
+    device = next(colorizer.parameters(), torch.zeros(())).device
+    save_kwargs = {"quality": args.quality} if args.format == "jpg" else {}
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    for batch in chunks(jobs, args.batch_size):
+        loaded = []
+        for job in batch:
+            try:
+                rgb_u8 = np.asarray(open_rgb(job.source))
+            except (UnreadableImage, OSError, ValueError, MemoryError) as error:
+                fail(summary, str(error) if str(job.source) in str(error) else f"{job.source}: {error}")
+                continue
+            loaded.append((job, rgb_u8, time.perf_counter()))
+        if not loaded:
+            continue
+        l_small = torch.stack([working_input(rgb, args.size) for _, rgb, _ in loaded]).to(device)
+        predictions = {"colorized": colorizer(l_small)}
+        for k in range(1, args.samples + 1):
+            z = torch.randn(len(l_small), colorizer.latent_dim, device=device, generator=generator)
+            predictions[f"sample{k}"] = colorizer(l_small, z)
+        for i, (job, rgb_u8, start) in enumerate(loaded):
+            try:
+                colorized = {}
+                for kind, ab in predictions.items():
+                    colorized[kind] = compose_full_resolution(rgb_u8, ab[i], args.saturation)
+                    save_image_atomic(colorized[kind], job.outputs[kind], **save_kwargs)
+                if args.compare:
+                    panels = [gray_of(rgb_u8), colorized["colorized"]]
+                    if not is_gray(rgb_u8):
+                        panels.append(rgb_u8)
+                    save_image_atomic(comparison(panels), job.outputs["compare"], **save_kwargs)
+            except (OSError, ValueError, RuntimeError, MemoryError) as error:
+                fail(summary, f"{job.source}: {type(error).__name__}: {error}")
+                continue
+            summary.done += 1
+            height, width = rgb_u8.shape[:2]
+            seconds = time.perf_counter() - start
+            print(f"{job.source} -> {job.outputs['colorized']} ({width}x{height}, {seconds:.1f} s)", flush=True)
+
+
+def colorize(args: argparse.Namespace) -> Summary:
+    out_dir = Path(args.output).expanduser()
+    summary = Summary()
+    found, errors = expand_inputs(args.inputs, out_dir)
+    jobs, plan_errors = plan(found, out_dir, args.format, args.samples, args.compare)
+    for message in errors + plan_errors:
+        fail(summary, message)
+    if not args.overwrite:
+        todo = [job for job in jobs if not all(p.exists() for p in job.outputs.values())]
+        summary.skipped = len(jobs) - len(todo)
+        jobs = todo
+    if not jobs:
+        return summary
+    device = pick_device(args.device)
+    colorizer, trained_size = load_colorizer(args.ckpt, device)
+    args.size = args.size or trained_size
+    if args.samples and not colorizer.can_sample:
+        raise ColorizeError("--samples needs a model that can sample (model=vae); this checkpoint's cannot")
+    check_size(colorizer, args.size, device)
+    Image.MAX_IMAGE_PIXELS = args.max_pixels
+    colorize_jobs(jobs, colorizer, args, summary)
+    return summary
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def export(args: argparse.Namespace) -> Path:
+    """Write the colorizer (L in, ab out, working size, dynamic batch) as ONNX or TorchScript."""
+    colorizer, trained_size = load_colorizer(args.ckpt, torch.device("cpu"))
+    size = args.size or trained_size
+    check_size(colorizer, size, torch.device("cpu"))
+    suffix = {"onnx": ".onnx", "torchscript": ".pt"}[args.format]
+    path = Path(args.output or Path(args.ckpt).with_suffix(suffix)).expanduser()
+    example = torch.zeros(2, 1, size, size)
+    export_model(colorizer, example, path, args.format)
+    return path
+
+
+def export_model(colorizer: Colorizer, example: torch.Tensor, path: Path, fmt: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        if fmt == "torchscript":
+            with torch.no_grad(), warnings.catch_warnings():
+                # torch.jit's deprecation notice, and shape checks traced as constants: only the
+                # batch size varies, and the export test runs another batch size
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                traced = torch.jit.trace(colorizer, example)
+            traced.save(tmp)
+        else:
+            batch = torch.export.Dim("batch", min=1, max=1024)
+            program = torch.onnx.export(
+                colorizer,
+                (example,),
+                input_names=["L"],
+                output_names=["ab"],
+                dynamic_shapes={"l_norm": {0: batch}},
+                dynamo=True,
+                external_data=False,
+            )
+            program.save(tmp, external_data=False)
+        publish(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def colorize_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="colorize",
+        description="Colour gray (or colour, seen as gray) photos with a trained checkpoint, at full resolution. "
+        "`colorize export --help` exports a checkpoint to ONNX or TorchScript.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
+    parser.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the colorized photos")
+    parser.add_argument("--size", type=int, default=None, help="working size in px (default: the training crop size)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
+    parser.add_argument("--batch-size", type=int, default=4, help="photos per network batch (default 4)")
+    parser.add_argument("--format", choices=sorted(FORMATS), default="png", help="output format (default png)")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    parser.add_argument("--samples", type=int, default=0, help="also write K sampled colorizations (VAE models)")
+    parser.add_argument("--saturation", type=float, default=1.0, help="scale the predicted chroma (e.g. 1.3)")
+    parser.add_argument("--compare", action="store_true", help="also write gray | colorized | original panels")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --samples draws")
+    parser.add_argument(
+        "--max-pixels", type=int, default=200_000_000, help="refuse larger images (decompression bombs)"
+    )
+    return parser
+
+
+def export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="colorize export",
+        description="Export a checkpoint's colorizer: input 'L' (B, 1, S, S) = (Lab L - 50) / 50, output 'ab' "
+        "(B, 2, S, S) = Lab ab / 110, S the working size, any batch size B.",
+    )
+    parser.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
+    parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    parser.add_argument("-o", "--output", default=None, help="file to write (default: next to the checkpoint)")
+    parser.add_argument("--size", type=int, default=None, help="working size S (default: the training crop size)")
+    return parser
+
+
+def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    for name in ("batch_size", "size", "max_pixels"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if getattr(args, "samples", 0) < 0 or getattr(args, "saturation", 1.0) < 0:
+        parser.error("--samples and --saturation must be >= 0")
+    if not 1 <= getattr(args, "quality", 95) <= 100:
+        parser.error("--quality must be in 1..100")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    exporting = bool(argv) and argv[0] == "export"
+    parser = export_parser() if exporting else colorize_parser()
+    args = parser.parse_args(argv[1:] if exporting else argv)
+    check_args(args, parser)
+    torch.set_grad_enabled(False)
+    try:
+        if exporting:
+            print(f"exported {export(args)}")
+            return 0
+        summary = colorize(args)
+    except ColorizeError as error:
+        print(f"colorize: error: {error}", file=sys.stderr)
+        return 2
+    print(summary.line(), file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def _entry() -> None:  # console script
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    _entry()

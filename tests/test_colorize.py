@@ -1,0 +1,276 @@
+"""The ``colorize`` command: full-resolution output, every kind of bad file, safe outputs, export."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra.core.global_hydra import GlobalHydra
+from kornia.color import lab_to_rgb
+from PIL import Image
+from skimage.color import rgb2lab
+
+from colorization.color import lab_to_rgb_preserving_l
+from colorization.colorize import Colorizer, compose_full_resolution, export_model, main
+from colorization.compose import compose_config
+from colorization.train import build_model, train
+from tests.test_train import ROOT, TINY_DATA
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*exists and is not empty.*"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning"),
+]
+
+
+def tiny_checkpoint(folder: Path, *overrides: str) -> Path:
+    """A real checkpoint from a one-epoch run of train.py's code on the bundled photos."""
+    cfg = compose_config(
+        "train",
+        [*TINY_DATA, *overrides, "trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.progress_bar=null"]
+        + ["compare_gray=false", "test=false", "logger=none"],
+        folder,
+    )
+    train(cfg)
+    GlobalHydra.instance().clear()
+    return folder / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("skip_cae"), "model.net.width=8", "model.net.depth=2")
+
+
+def png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG that declares width x height pixels (a decompression bomb) and holds almost nothing."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)))
+
+
+def mixed_folder(root: Path, photos: dict[str, np.ndarray]) -> tuple[dict[str, tuple[int, int]], list[str]]:
+    """Every kind of file a user's folder holds -> ({good file: expected output (w, h)}, [bad files])."""
+    root.mkdir(parents=True)
+    astronaut, coffee = photos["astronaut"], photos["coffee"]
+    good: dict[str, tuple[int, int]] = {}
+
+    def save(name: str, image: Image.Image, **kwargs) -> None:
+        image.save(root / name, **kwargs)
+        good[name] = image.size
+
+    save("gray_odd.png", Image.fromarray(astronaut).convert("L").resize((1023, 677)))
+    save("colour.jpg", Image.fromarray(coffee))
+    save("deep16.png", Image.fromarray(np.asarray(Image.fromarray(coffee).convert("L"), np.uint16) * 257))
+    save("cmyk.jpg", Image.fromarray(coffee).convert("CMYK"))
+    rgba = Image.fromarray(astronaut).convert("RGBA")
+    rgba.putalpha(128)
+    save("alpha.png", rgba)
+    save("palette.png", Image.fromarray(coffee).convert("P", palette=Image.Palette.ADAPTIVE))
+    save("one_pixel.png", Image.new("RGB", (1, 1), (120, 60, 30)))
+    save("large.jpg", Image.fromarray(coffee).resize((2400, 1601)), quality=80)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    (sub := root / "nested" / "deeper").mkdir(parents=True)
+    Image.fromarray(coffee).save(sub / "rotated.jpg", exif=exif)
+    good["nested/deeper/rotated.jpg"] = (coffee.shape[0], coffee.shape[1])  # displayed upright: w, h swapped
+
+    (root / "corrupt.jpg").write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8)))
+    whole = (root / "colour.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(whole[: len(whole) // 3])
+    (root / "empty.png").write_bytes(b"")
+    (root / "notes.png").write_text("this is not an image\n")
+    png_header_only(root / "bomb.png", 40_000, 40_000)
+    (root / "readme.txt").write_text("not an image extension: ignored, not an error\n")
+    return good, ["corrupt.jpg", "truncated.jpg", "empty.png", "notes.png", "bomb.png"]
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")
+            if p.is_file()}  # fmt: skip
+
+
+def test_folder_of_good_and_bad_files(ckpt, photos, tmp_path, capsys):
+    good, bad = mixed_folder(tmp_path / "in", photos)
+    before = digest(tmp_path / "in")
+    code = main([str(tmp_path / "in"), "--ckpt", str(ckpt), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1
+    for name, size in good.items():
+        out = (tmp_path / "out" / name).with_suffix(".png")
+        with Image.open(out) as image:
+            assert (image.size, image.mode) == (size, "RGB"), name
+    errors = [line for line in err.splitlines() if line.startswith("colorize: error:")]
+    assert len(errors) == len(bad)
+    for name in bad:
+        assert sum(name in line for line in errors) == 1, f"{name} not reported once in:\n{err}"
+    assert "too large" in next(line for line in errors if "bomb.png" in line)
+    assert f"{len(good)} done, 0 skipped (output exists), {len(bad)} failed" in err
+    assert "Traceback" not in err
+    assert digest(tmp_path / "in") == before  # inputs untouched
+    assert not list((tmp_path / "out").rglob(".*"))  # no temporary files left behind
+
+
+def test_gray_input_keeps_its_lightness_at_its_size(ckpt, photos, tmp_path):
+    gray = Image.fromarray(photos["astronaut"]).convert("L").resize((1023, 677))
+    gray.save(tmp_path / "gray.png")
+    # a huge saturation boost (the 1-epoch model is nearly gray) pushes colours out of sRGB:
+    # L must survive the gamut mapping
+    assert main([str(tmp_path / "gray.png"), "--ckpt", str(ckpt), "-o", str(tmp_path), "--format", "jpg",
+                 "--quality", "100", "--saturation", "40"]) == 0  # fmt: skip
+    assert (
+        main([str(tmp_path / "gray.png"), "--ckpt", str(ckpt), "-o", str(tmp_path / "png"), "--saturation", "40"]) == 0
+    )
+    l_in = rgb2lab(np.asarray(gray.convert("RGB")))[..., 0]
+    out = np.asarray(Image.open(tmp_path / "png" / "gray.png"))
+    assert out.shape == (677, 1023, 3)
+    lab_out = rgb2lab(out)
+    assert np.abs(lab_out[..., 0] - l_in).max() <= 0.5
+    assert np.hypot(lab_out[..., 1], lab_out[..., 2]).mean() > 5  # it is coloured
+    jpg = rgb2lab(np.asarray(Image.open(tmp_path / "gray.jpg")))
+    assert np.abs(jpg[..., 0] - l_in).mean() < 1.0  # JPEG is lossy, but close
+
+
+def test_existing_outputs_are_skipped_and_inputs_never_overwritten(ckpt, photos, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(photos["chelsea"]).save(folder / "cat.png")
+    Image.fromarray(photos["rocket"]).save(folder / "rocket.jpg")
+    before = digest(folder)
+    # -o is the input folder: cat.png would be overwritten (refused), rocket.jpg -> rocket.png is fine
+    assert main([str(folder), "--ckpt", str(ckpt), "-o", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert "cat.png would overwrite an input" in err and "1 done" in err
+    assert {k: v for k, v in digest(folder).items() if k in before} == before
+    (folder / "rocket.png").unlink()  # the output written next to its input
+    # outputs in a sub-folder of the input are not inputs next time; existing outputs are skipped
+    out = folder / "colorized"
+    assert main([str(folder), "--ckpt", str(ckpt), "-o", str(out)]) == 0
+    written = (out / "cat.png").stat().st_mtime_ns
+    assert main([str(folder), "--ckpt", str(ckpt), "-o", str(out)]) == 0
+    assert "0 done, 2 skipped" in capsys.readouterr().err
+    assert (out / "cat.png").stat().st_mtime_ns == written
+    assert main([str(folder / "*.png"), "--ckpt", str(ckpt), "-o", str(out), "--overwrite"]) == 0
+    assert "1 done, 0 skipped" in capsys.readouterr().err
+    assert not (out / "colorized").exists()
+
+
+def test_compare_panels_and_console_script(ckpt, photos, tmp_path):
+    Image.fromarray(photos["coffee"]).save(tmp_path / "coffee.jpg")
+    cmd = [sys.executable, "-m", "colorization.colorize", str(tmp_path / "coffee.jpg"), "--ckpt", str(ckpt)]
+    result = subprocess.run([*cmd, "-o", str(tmp_path / "out"), "--compare"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    height, width = photos["coffee"].shape[:2]
+    with Image.open(tmp_path / "out" / "coffee_compare.png") as panel:
+        assert panel.height == height and panel.width > 3 * width  # gray | colorized | original
+
+
+def test_missing_inputs_are_reported_and_the_rest_done(ckpt, photos, tmp_path, capsys):
+    Image.fromarray(photos["coffee"]).save(tmp_path / "coffee.jpg")
+    args = [str(tmp_path / "coffee.jpg"), str(tmp_path / "nope.jpg"), str(tmp_path / "*.tif"), str(tmp_path / "empty")]
+    (tmp_path / "empty").mkdir()
+    assert main([*args, "--ckpt", str(ckpt), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "nope.jpg: no such file or folder" in err and "*.tif: no file matches" in err and "empty: no images" in err
+    assert "1 done, 0 skipped (output exists), 3 failed" in err
+
+
+def test_bad_checkpoint_and_bad_options_stop_with_one_line(ckpt, photos, tmp_path, capsys):
+    Image.fromarray(photos["coffee"]).save(tmp_path / "coffee.jpg")
+    (tmp_path / "junk.ckpt").write_text("not a checkpoint")
+    assert main([str(tmp_path / "coffee.jpg"), "--ckpt", str(tmp_path / "junk.ckpt"), "-o", str(tmp_path / "o")]) == 2
+    assert "junk.ckpt is not a readable checkpoint" in capsys.readouterr().err
+    assert main([str(tmp_path / "coffee.jpg"), "--ckpt", str(ckpt), "-o", str(tmp_path / "o"), "--samples", "2"]) == 2
+    assert "--samples needs a model that can sample" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "coffee.jpg"), "--ckpt", str(ckpt), "-o", str(tmp_path / "o"), "--batch-size", "0"])
+    assert not (tmp_path / "o").exists()
+
+
+def test_vae_samples_differ(photos, tmp_path):
+    vae = tiny_checkpoint(tmp_path / "vae", "model=vae", "model.net.width=8", "model.net.depth=2")
+    Image.fromarray(photos["astronaut"]).save(tmp_path / "astronaut.png")
+    args = [str(tmp_path / "astronaut.png"), "--ckpt", str(vae), "-o", str(tmp_path / "out"), "--saturation", "3"]
+    assert main([*args, "--samples", "2"]) == 0
+    first, second = (np.asarray(Image.open(tmp_path / "out" / f"astronaut_sample{k}.png")) for k in (1, 2))
+    assert (tmp_path / "out" / "astronaut.png").is_file()
+    assert not np.array_equal(first, second)
+
+
+def test_full_resolution_composition_equals_direct_interpolation(photos):
+    rgb = np.asarray(Image.fromarray(photos["coffee"]).resize((301, 203)))
+    ab = torch.rand(2, 32, 32) * 0.2 - 0.1
+    strips = compose_full_resolution(rgb, ab, strip_pixels=301 * 7)  # 7 rows per strip, last one short
+    up = F.interpolate(ab[None], size=(203, 301), mode="bilinear", align_corners=False)[0] * 110
+    lightness = torch.from_numpy(rgb2lab(rgb)[..., 0]).float()
+    direct = lab_to_rgb(torch.cat([lightness[None], up])[None], clip=False)[0].permute(1, 2, 0).numpy()
+    inside = ((direct >= 0) & (direct <= 1)).all(axis=-1)  # outside, colours are pulled towards gray
+    assert inside.mean() > 0.5
+    assert np.abs(strips[inside].astype(float) - direct[inside] * 255).max() <= 1.0
+
+
+def test_out_of_gamut_colours_keep_their_lightness():
+    lightness = torch.linspace(2, 98, 49).repeat(2, 1)
+    ab = torch.tensor([[90.0], [-100.0]]).expand(2, 49)  # a very saturated orange-green hue
+    lab = torch.stack([lightness, ab[:1].expand(2, 49), ab[1:].expand(2, 49)])[None]
+    mapped = lab_to_rgb_preserving_l(lab)
+    assert mapped.min() >= 0 and mapped.max() <= 1
+    l_back = rgb2lab(mapped[0].permute(1, 2, 0).double().numpy())[..., 0]
+    assert np.abs(l_back - lightness.numpy()).max() < 0.05
+    assert (np.abs(rgb2lab(lab_to_rgb(lab)[0].permute(1, 2, 0).double().numpy())[..., 0] - lightness.numpy())).max() > 5
+    mild = lab[..., 10:40].clone()  # L from 22 to 80
+    mild[:, 1:] = 5.0
+    assert torch.allclose(lab_to_rgb_preserving_l(mild), lab_to_rgb(mild), atol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["skip_cae", "vae", "cae_rgb"])
+def test_exported_models_match_pytorch(model, tmp_path):
+    import onnxruntime
+
+    small = ["model.net.width=8"]
+    overrides = {"skip_cae": small, "vae": ["model=vae", *small], "cae_rgb": ["model=cae", "model.output=rgb"]}[model]
+    cfg = compose_config("train", overrides, tmp_path)
+    GlobalHydra.instance().clear()
+    torch.manual_seed(0)
+    colorizer = Colorizer(build_model(cfg)).eval()
+    with torch.no_grad():
+        for parameter in colorizer.parameters():  # trained-looking weights (the colour head starts at 0)
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+        for module in colorizer.modules():  # and non-trivial normalisation statistics
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+        x = torch.rand(3, 1, 64, 64) * 2 - 1  # batch 3: not the batch size it was exported with
+        expected = colorizer(x).numpy()
+    assert np.abs(expected).max() > 1e-3
+    export_model(colorizer, torch.zeros(2, 1, 64, 64), tmp_path / "m.onnx", "onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(["ab"], {"L": x.numpy()})
+    assert onnx_out.shape == (3, 2, 64, 64)
+    assert np.abs(onnx_out - expected).max() < 1e-4
+    export_model(colorizer, torch.zeros(2, 1, 64, 64), tmp_path / "m.pt", "torchscript")
+    scripted = torch.jit.load(str(tmp_path / "m.pt"))
+    assert np.abs(scripted(x).detach().numpy() - expected).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_24_megapixel_photo_stays_under_2_gib(tmp_path):
+    script = ROOT / "experiments" / "colorize_24mp" / "run.py"
+    result = subprocess.run([sys.executable, str(script), "--work", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith(("| jpg", "| png"))]
+    assert len(rows) == 2
+    for row in rows:
+        peak_mib = float(row[5].split()[0])
+        assert peak_mib < 2048, row
+    with Image.open(tmp_path / "colorized" / "photo_24mp.png") as image:
+        assert image.size == (6000, 4000)
