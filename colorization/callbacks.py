@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning as L
@@ -93,3 +94,36 @@ class LatentFigures(L.Callback):
     def _save(self, images: torch.Tensor, nrow: int, path: Path) -> None:
         images = torch.nn.functional.interpolate(images.float(), scale_factor=4, mode="nearest")
         self.saved[path.stem] = save_image_atomic(make_grid(images, nrow=nrow, pad_value=1.0), path)
+
+
+class LastCheckpoint(L.Callback):
+    """``<dirpath>/last.ckpt``: the run's latest state, to resume from (``ckpt_path=last``).
+
+    Written after every validation and every ``every_n_train_steps`` optimizer steps
+    (mid-epoch too: a killed run loses at most that many steps), under a temporary name and
+    renamed into place, so a kill while writing leaves the previous one intact. (Lightning's
+    ``ModelCheckpoint(save_last=True)`` refreshes last.ckpt only when it saves a new best.)
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int | None = None) -> None:
+        self.dirpath = Path(dirpath)
+        self.every_n_train_steps = every_n_train_steps or 0
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    def save(self, trainer: L.Trainer) -> None:
+        tmp = self.dirpath / f".last.ckpt.{trainer.global_step}.tmp"
+        trainer.save_checkpoint(tmp)  # rank 0 writes, all ranks wait
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.every_n_train_steps and step > 0 and step % self.every_n_train_steps == 0:
+            self.save(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self.save(trainer)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import Metric
 
 from colorization.data import DataSourceError
-from colorization.io import publish
+from colorization.io import write_text_atomic
 from colorization.metrics import FrechetDistanceEffNet
 from colorization.tasks import ColorizationModule
 from colorization.train import build_model, log_through_hydra
@@ -53,14 +51,6 @@ def model_from_checkpoint(checkpoint: dict[str, Any]) -> L.LightningModule:
     return model
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    publish(tmp, path)
-
-
 def markdown_table(name: str, split: str, metrics: dict[str, float]) -> str:
     rows = "\n".join(f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items()))
     return f"# {name} on the {split} split\n\n| metric | value |\n| --- | --- |\n{rows}\n"
@@ -91,8 +81,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = {key.split("/", 1)[1]: float(value) for key, value in results.items()}
     metrics.update(distribution_metrics(model, datamodule, cfg))
     out = Path(cfg.paths.output_dir)
-    write_atomic(out / "metrics.json", json.dumps({"model": name, "split": cfg.split, "metrics": metrics}, indent=2))
-    write_atomic(out / "metrics.md", markdown_table(name, cfg.split, metrics))
+    write_text_atomic(
+        out / "metrics.json", json.dumps({"model": name, "split": cfg.split, "metrics": metrics}, indent=2)
+    )
+    write_text_atomic(out / "metrics.md", markdown_table(name, cfg.split, metrics))
     log.info("\n%s\nwritten to %s", markdown_table(name, cfg.split, metrics), out)
     return metrics
 

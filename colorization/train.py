@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import traceback
+from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from colorization.io import write_text_atomic
 from colorization.models import GrayBaseline
 from colorization.runtime import keep_freed_memory
 from colorization.tasks import ColorizationModule
@@ -90,21 +94,76 @@ def report(comparison: dict[str, float], history: list[float], ckpt_path: str | 
     return "\n".join(lines)
 
 
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path``: a path; ``last``: this run folder's ``checkpoints/last.ckpt`` (a run
+    restarted in its own folder with ``hydra.run.dir=<run>``), else the newest ``last.ckpt``
+    under ``logs/<task_name>/runs``, missing ones being one clear error; ``auto``: this run
+    folder's ``last.ckpt`` if there is one, else a fresh start (for jobs a cluster requeues)."""
+    from colorization.data import DataSourceError
+
+    path = cfg.get("ckpt_path")
+    if path == "auto":  # a job that may be a re-run of itself (SLURM requeue): resume if it can
+        own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        return str(own) if own.is_file() else None
+    if path != "last":
+        if path and not Path(path).expanduser().is_file():
+            raise DataSourceError(f"ckpt_path: no checkpoint at {path}")
+        return str(Path(path).expanduser()) if path else None
+    own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if own.is_file():
+        return str(own)
+    runs = Path(cfg.paths.log_dir) / cfg.task_name / "runs"
+    found = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise DataSourceError(f"ckpt_path=last: no last.ckpt in {own.parent} nor in any run under {runs}")
+    return str(found[-1])
+
+
+def wandb_run_id(cfg: DictConfig, ckpt_path: str | None) -> str | None:
+    """The W&B run a resumed run continues: the id stored in its checkpoint or run folder."""
+    if ckpt_path:
+        stored = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("colorization_config", {})
+        if stored.get("wandb_run_id"):
+            return stored["wandb_run_id"]
+    id_file = Path(cfg.paths.output_dir) / "wandb_run_id.txt"
+    return id_file.read_text().strip() if id_file.is_file() else None
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and test) the configured model; return the logged metrics."""
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resolve_ckpt_path(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = build_model(cfg)
-    loggers = instantiate_loggers(cfg.get("logger"))
+    logger_cfg = cfg.get("logger")
+    if logger_cfg and logger_cfg.get("wandb"):
+        logger_cfg = OmegaConf.create(OmegaConf.to_container(logger_cfg, resolve=True))
+        logger_cfg.wandb.id = logger_cfg.wandb.get("id") or wandb_run_id(cfg, ckpt_path)
+        logger_cfg.wandb.resume = "allow"
+    loggers = instantiate_loggers(logger_cfg)
+    try:
+        return fit_and_test(cfg, datamodule, model, loggers, ckpt_path)
+    finally:
+        for logger in loggers:  # each run of a multirun is its own W&B run
+            if isinstance(logger, WandbLogger):
+                logger.experiment.finish()
+
+
+def fit_and_test(cfg: DictConfig, datamodule, model, loggers: list[Logger], ckpt_path: str | None) -> dict:
     callbacks = instantiate_callbacks(cfg.get("callbacks"), with_loggers=bool(loggers))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if isinstance(logger, WandbLogger) and trainer.is_global_zero:  # stored: a resume logs to the same run
+            model.run_config["wandb_run_id"] = logger.experiment.id
+            write_text_atomic(Path(cfg.paths.output_dir) / "wandb_run_id.txt", logger.experiment.id)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.fast_dev_run:
         return metrics
@@ -116,6 +175,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
         comparison = compare_with_gray(model, datamodule, best or None, cfg.trainer.get("accelerator", "auto"))
         metrics.update(comparison)
         log.info("\n%s", report(comparison, model.val_loss_history, best, len(datamodule.datasets["val"])))
+    if trainer.is_global_zero:
+        step, epoch = trainer.global_step, trainer.current_epoch
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        if step == 0 and last.is_file():  # ddp_spawn trains in child processes: their count is in the checkpoint
+            state = torch.load(last, map_location="cpu", weights_only=True)
+            step, epoch = state["global_step"], state["epoch"] + 1
+        summary = {
+            "metrics": metrics,
+            "best_checkpoint": best,
+            "global_step": step,
+            "epochs": epoch,
+            "val_loss_history": getattr(model, "val_loss_history", []),
+        }
+        write_text_atomic(Path(cfg.paths.output_dir) / "metrics.json", json.dumps(summary, indent=2))
     return metrics
 
 
@@ -129,15 +202,43 @@ def log_through_hydra() -> None:
         logger.propagate = True
 
 
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def run(cfg: DictConfig) -> float | None:
-    """Hydra entry: train, and return ``cfg.optimized_metric`` for sweepers."""
+    """Hydra entry: train, and return ``cfg.optimized_metric`` for sweepers.
+
+    In a multirun (a sweep, an Optuna search) a failing job does not stop the others: its
+    traceback goes to its log and to ``FAILED`` in its folder, and it returns NaN, which
+    Optuna records as a failed trial.
+    """
     from colorization.data import DataSourceError
 
     log_through_hydra()
     try:
         metrics = train(cfg)
     except DataSourceError as error:
+        if in_multirun():
+            return failed_job(cfg, error)
         log.error("%s", error)
         raise SystemExit(2) from None
+    except Exception as error:
+        if in_multirun():
+            return failed_job(cfg, error)
+        raise
     name = cfg.get("optimized_metric")
-    return metrics.get(name) if name else None
+    value = metrics.get(name) if name else None
+    if name and value is None:
+        log.warning("optimized_metric %s was not logged (logged: %s)", name, ", ".join(sorted(metrics)))
+    return value
+
+
+def failed_job(cfg: DictConfig, error: BaseException) -> float:
+    text = "".join(traceback.format_exception(error))
+    log.error("this job failed; the sweep goes on:\n%s", text)
+    write_text_atomic(Path(cfg.paths.output_dir) / "FAILED", text)
+    return float("nan")

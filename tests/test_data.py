@@ -28,7 +28,7 @@ def make_dm(source, **kwargs) -> LabDataModule:
 
 
 def attach(dm: LabDataModule, training: bool) -> None:
-    dm.trainer = SimpleNamespace(training=training)
+    dm.trainer = SimpleNamespace(training=training, global_step=0)
 
 
 def test_workers_deliver_uint8_and_the_hook_delivers_normalised_lab(photo_dir):
