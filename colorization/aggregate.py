@@ -93,6 +93,11 @@ def markdown(runs: list[RunSummary], title: str) -> str:
             values = [f"{run.metrics[c]:.4f}" if c in run.metrics else "" for c in columns]
             cells = [run.folder.name, run.name, f"{run.best_val_loss:.4f}", *values, str(run.steps or "")]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "best val/loss: the lowest over the run's epochs; val/*: after the last epoch; test/*: the best "
+        "checkpoint on the test split (when the run tested); steps: optimizer steps.",
+    ]
     done = [r for r in runs if r.metrics]
     if done:
         best = min(done, key=lambda r: r.best_val_loss)
@@ -132,13 +137,14 @@ def plot(runs: list[RunSummary], path: Path, title: str) -> Path:
     return path
 
 
-def aggregate(sweep_dir: str | Path, title: str | None = None) -> tuple[Path, Path]:
-    """-> (summary.md, summary.png) written into ``sweep_dir``."""
+def aggregate(sweep_dir: str | Path, title: str | None = None, out_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """-> (summary.md, summary.png) written into ``out_dir`` (default: ``sweep_dir``)."""
     sweep_dir = Path(sweep_dir)
+    out_dir = Path(out_dir) if out_dir is not None else sweep_dir
     runs = collect(sweep_dir)
     title = title or f"Sweep {sweep_dir.name}"
-    table = write_text_atomic(sweep_dir / "summary.md", markdown(runs, title))
-    return table, plot(runs, sweep_dir / "summary.png", title)
+    table = write_text_atomic(out_dir / "summary.md", markdown(runs, title))
+    return table, plot(runs, out_dir / "summary.png", title)
 
 
 def main(argv: list[str] | None = None) -> None:

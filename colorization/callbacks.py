@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torchvision.utils import make_grid
 
@@ -96,18 +97,21 @@ class LatentFigures(L.Callback):
         self.saved[path.stem] = save_image_atomic(make_grid(images, nrow=nrow, pad_value=1.0), path)
 
 
-class LastCheckpoint(L.Callback):
+class LastCheckpoint(Checkpoint):
     """``<dirpath>/last.ckpt``: the run's latest state, to resume from (``ckpt_path=last``).
 
-    Written after every validation and every ``every_n_train_steps`` optimizer steps
-    (mid-epoch too: a killed run loses at most that many steps), under a temporary name and
-    renamed into place, so a kill while writing leaves the previous one intact. (Lightning's
+    Written at the end of every training epoch (after its validation), every
+    ``every_n_train_steps`` optimizer steps (mid-epoch too: a killed run loses at most that
+    many steps) and when training stops, under a temporary name renamed into place, so a
+    kill while writing leaves the previous one intact. (Lightning's
     ``ModelCheckpoint(save_last=True)`` refreshes last.ckpt only when it saves a new best.)
+    As a :class:`Checkpoint` it runs after the other callbacks, whose state it saves.
     """
 
     def __init__(self, dirpath: str | Path, every_n_train_steps: int | None = None) -> None:
         self.dirpath = Path(dirpath)
         self.every_n_train_steps = every_n_train_steps or 0
+        self._saved_step: int | None = None
 
     @property
     def path(self) -> Path:
@@ -118,12 +122,16 @@ class LastCheckpoint(L.Callback):
         trainer.save_checkpoint(tmp)  # rank 0 writes, all ranks wait
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
+        self._saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if self.every_n_train_steps and step > 0 and step % self.every_n_train_steps == 0:
             self.save(trainer)
 
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.save(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self._saved_step != trainer.global_step:
             self.save(trainer)

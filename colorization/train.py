@@ -163,13 +163,13 @@ def fit_and_test(cfg: DictConfig, datamodule, model, loggers: list[Logger], ckpt
 
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.fast_dev_run:
         return metrics
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.get("test"):
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     if cfg.get("compare_gray") and isinstance(model, ColorizationModule) and trainer.is_global_zero:
         comparison = compare_with_gray(model, datamodule, best or None, cfg.trainer.get("accelerator", "auto"))

@@ -4,9 +4,9 @@
     .venv/bin/python experiments/study.py l1_vs_mse trainer.max_epochs=50 data=folder data.root=DIR
     .venv/bin/python experiments/study.py alpha_vs_beta experiment=alpha,beta data.root=...
 
-The runs go to ``experiments/<name>/runs/<n>/`` (``--out`` changes it), then
-``colorization.aggregate`` writes ``summary.md`` and ``summary.png`` there and prints the
-table. Any train.py override can follow the name; one with a comma sweeps.
+The runs go to ``experiments/<name>/runs/<n>/`` (``--out`` changes the folder; ``runs/`` is
+not committed), then ``colorization.aggregate`` writes ``summary.md`` and ``summary.png`` into
+``experiments/<name>/`` and prints the table. Any train.py override can follow the name; one with a comma sweeps.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from colorization.aggregate import aggregate
 
-    table, figure = aggregate(out / "runs", title=f"Study {args.name}")
+    table, figure = aggregate(out / "runs", title=f"Study {args.name}", out_dir=out)
     print(table.read_text())
     print(f"written: {table}, {figure}")
 

