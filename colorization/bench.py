@@ -379,6 +379,14 @@ def inference(model: str, size: int, batch_size: int, root: Path, device: torch.
 # ----------------------------------------------------------------------------- report
 
 
+def display_path(path: Path) -> str:
+    """``path`` relative to the project folder (no machine-specific paths in recorded tables)."""
+    try:
+        return str(Path(os.path.relpath(Path(path).resolve(), Path(__file__).resolve().parents[1])))
+    except ValueError:
+        return str(path)
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA), {os.cpu_count()} CPU cores"
@@ -446,7 +454,7 @@ def run(
 
     if steps_only:
         measured(training_steps(models, batch_size, root, device, budget, overrides))
-        return markdown(rows, device, [f"Photos: {root}. Training steps only."])
+        return markdown(rows, device, [f"Photos: {display_path(root)}. Training steps only."])
     measured(input_pipeline(root, models[0][1], batch_size, workers, device, budget))
     measured(training_steps(models, batch_size, root, device, budget, overrides))
     measured([inference("skip_cae", models[0][1], batch_size, root, device, budget)])
@@ -461,7 +469,7 @@ def run(
     lines = [
         f"Epoch start (first batch of the 2nd epoch, {workers} workers): persistent_workers=true {persistent:.3f} s, "
         f"false {fresh:.3f} s.",
-        f"Photos: {root}. Budget: {budget.warmup} warm-up steps, {budget.repeats} windows of {budget.steps} steps. "
-        f"Total time {time.perf_counter() - started:.0f} s.",
+        f"Photos: {display_path(root)}. Budget: {budget.warmup} warm-up steps, "
+        f"{budget.repeats} windows of {budget.steps} steps. Total time {time.perf_counter() - started:.0f} s.",
     ]
     return markdown(rows, device, lines)

@@ -56,7 +56,8 @@ def main() -> None:
              "--work", str(HERE / "output" / "colorize_24mp")],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
-        table += "\n\n" + "\n".join(line for line in result.stdout.splitlines() if line.strip())
+        lines = [line for line in result.stdout.splitlines() if line.strip() and " -> " not in line]
+        table += "\n\n" + "\n".join(lines)  # the table, without colorize's per-photo lines
     if args.profile:
         from colorization.bench import profile_step
 
