@@ -20,8 +20,8 @@ from torchvision.utils import make_grid
 
 from colorization.color import gray_rgb
 from colorization.compose import compose_config
-from colorization.evaluate import evaluate, load_checkpoint, model_from_checkpoint, write_atomic
-from colorization.io import save_image_atomic
+from colorization.evaluate import evaluate, load_checkpoint, model_from_checkpoint
+from colorization.io import save_image_atomic, write_text_atomic
 from colorization.train import train
 
 MODELS = ["skip_cae", "cae", "fusion", "vae", "dae"]
@@ -124,8 +124,8 @@ def main() -> None:
     for name in args.baselines:  # fitted inside eval.py (closed form, or baseline_epochs epochs)
         rows[f"baseline: {name}"] = {"metrics": score(args, args.out, name, None), "params": "-", "seconds": "-"}
     text = table(rows, args)
-    write_atomic(args.out / "results.md", text)
-    write_atomic(args.out / "results.json", json.dumps(rows, indent=2, default=str))
+    write_text_atomic(args.out / "results.md", text)
+    write_text_atomic(args.out / "results.json", json.dumps(rows, indent=2, default=str))
     print(text)
     print(f"figure: {figure(checkpoints, args, args.out)}")
 
