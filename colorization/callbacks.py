@@ -118,6 +118,8 @@ class LastCheckpoint(Checkpoint):
         return self.dirpath / "last.ckpt"
 
     def save(self, trainer: L.Trainer) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking:  # debug=fdr writes no checkpoints
+            return
         tmp = self.dirpath / f".last.ckpt.{trainer.global_step}.tmp"
         trainer.save_checkpoint(tmp)  # rank 0 writes, all ranks wait
         if trainer.is_global_zero:

@@ -34,10 +34,11 @@ def run_train_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return run_script("train.py", *args, timeout=timeout)
 
 
-def test_fast_dev_run_through_hydra_compose(compose_cfg):
+def test_fast_dev_run_through_hydra_compose(compose_cfg, tmp_path):
     metrics = train(compose_cfg("debug=fdr", *TINY))
     assert {"train/loss", "val/loss", "val/psnr"} <= set(metrics)
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    assert not (tmp_path / "run" / "checkpoints").exists()  # a wiring check writes no checkpoints
 
 
 def test_short_run_writes_checkpoint_metrics_and_grids_and_compares_with_gray(compose_cfg, tmp_path, caplog):
