@@ -11,7 +11,6 @@ run, and the validation-loss curves overlaid) into the sweep folder.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from colorization.io import publish, write_text_atomic
+from colorization.io import atomic_path, write_text_atomic
 
 #: metrics.json keys shown as columns (when any run has them)
 COLUMNS = ("val/loss", "val/psnr", "val/ab_l1", "val/delta_e", "test/psnr", "test/ab_l1", "test/delta_e", "test/ab_auc")
@@ -127,13 +126,9 @@ def plot(runs: list[RunSummary], path: Path, title: str) -> Path:
         curves.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    publish(tmp, path)
     return path
 
 

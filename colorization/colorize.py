@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import glob
-import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -38,7 +36,7 @@ from torch import nn
 
 from colorization.color import AB_SCALE, lab_to_rgb_preserving_l, normalize_l, rgb_to_lab_norm, rgb_u8_to_lab
 from colorization.data.images import IMAGE_EXTENSIONS, UnreadableImage, open_rgb
-from colorization.io import publish, save_image_atomic
+from colorization.io import atomic_path, save_image_atomic
 
 #: pixels per strip of rows in full-resolution work (bounds the float intermediates)
 STRIP_PIXELS = 1 << 20
@@ -377,18 +375,14 @@ def export(args: argparse.Namespace) -> Path:
 
 
 def export_model(colorizer: Colorizer, example: torch.Tensor, path: Path, fmt: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if fmt == "torchscript":
             with torch.no_grad(), warnings.catch_warnings():
                 # torch.jit's deprecation notice, and shape checks traced as constants: only the
                 # batch size varies, and the export test runs another batch size
                 warnings.simplefilter("ignore", FutureWarning)
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                traced = torch.jit.trace(colorizer, example)
-            traced.save(tmp)
+                torch.jit.trace(colorizer, example).save(str(tmp))
         else:
             batch = torch.export.Dim("batch", min=1, max=1024)
             program = torch.onnx.export(
@@ -400,11 +394,7 @@ def export_model(colorizer: Colorizer, example: torch.Tensor, path: Path, fmt: s
                 dynamo=True,
                 external_data=False,
             )
-            program.save(tmp, external_data=False)
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            program.save(str(tmp), external_data=False)
 
 
 # ----------------------------------------------------------------------------- command line

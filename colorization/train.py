@@ -120,13 +120,15 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
 
 
 def wandb_run_id(cfg: DictConfig, ckpt_path: str | None) -> str | None:
-    """The W&B run a resumed run continues: the id stored in its checkpoint or run folder."""
+    """The W&B run a resumed run continues: the id in its run folder, else in its checkpoint
+    (read only then: a checkpoint is the whole training state)."""
+    id_file = Path(cfg.paths.output_dir) / "wandb_run_id.txt"
+    if id_file.is_file():
+        return id_file.read_text().strip()
     if ckpt_path:
         stored = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("colorization_config", {})
-        if stored.get("wandb_run_id"):
-            return stored["wandb_run_id"]
-    id_file = Path(cfg.paths.output_dir) / "wandb_run_id.txt"
-    return id_file.read_text().strip() if id_file.is_file() else None
+        return stored.get("wandb_run_id")
+    return None
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

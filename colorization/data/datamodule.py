@@ -234,6 +234,8 @@ class LabDataModule(L.LightningDataModule):
         self.report: ScanReport | None = None
         self.splits: dict[str, list[int]] | None = None
         self.datasets: dict[str, PhotoCrops] = {}
+        self.train_sampler: ResumableSampler | None = None
+        self._generators: dict[torch.device, torch.Generator] = {}  # augmentation, seeded per step
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
@@ -301,7 +303,7 @@ class LabDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> dict[str, torch.Tensor]:
         """uint8 RGB on the device -> (train: augmented) normalised Lab batch."""
         training = self.trainer is not None and self.trainer.training
-        if training and getattr(self, "train_sampler", None) is not None:
+        if training and self.train_sampler is not None:
             self.train_sampler.consumed += 1  # this batch reached the model: a checkpoint skips it
         if training and self.augment is not None and self.augment.enabled:
             # seeded by (seed, step): the same flips and angles after a resume
@@ -311,7 +313,6 @@ class LabDataModule(L.LightningDataModule):
         return lab_batch(batch)
 
     def _generator(self, device: torch.device) -> torch.Generator:
-        generators = self.__dict__.setdefault("_generators", {})
-        if device not in generators:
-            generators[device] = torch.Generator(device=device)
-        return generators[device]
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device=device)
+        return self._generators[device]
