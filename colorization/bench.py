@@ -12,6 +12,9 @@
   backward, optimizer, logging) with (a) real data through the DataModule, augmentation
   included, and (b) a synthetic batch already on the device in its final form. (a) / (b) is
   the *pipeline efficiency*: 1.0 means the model never waits for data.
+* **Device transforms**: what the main process does to every batch on the device
+  (augmentation + Lab for training, Lab for evaluation), alone, and how many tensor
+  operations (kernel launches on a GPU) that takes.
 * **Speed switches**: the same step with one switch changed at a time.
 * **Inference**: the colorizer at its working size, batched.
 
@@ -21,6 +24,7 @@ Every number is the median of ``repeats`` timed windows after a warm-up.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import platform
@@ -36,11 +40,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, Dataset
 
 from colorization.color import AB_SCALE, L_CENTER, L_SCALE
 from colorization.compose import compose_config
-from colorization.data import ImageFolder, LabDataModule
+from colorization.data import DeviceAugmentation, ImageFolder, LabDataModule
 from colorization.data.datamodule import auto_workers, resize_shorter_side
 from colorization.runtime import keep_freed_memory
 from colorization.train import build_model
@@ -150,7 +155,7 @@ def lab_datamodule(root: Path, image_size: int, batch_size: int, num_workers: in
         fractions=(1.0, 0.0, 0.0),
         batch_size=batch_size,
         num_workers=num_workers,
-        augment=None,
+        augment=kwargs.pop("augment", None),
         min_colorfulness=0.0,
         train_repeats=kwargs.pop("train_repeats", 50),
         **kwargs,
@@ -197,6 +202,44 @@ def input_pipeline(
             note,
         ),  # fmt: skip
     ]
+    return rows
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the tensor operations dispatched inside it (each one a kernel launch on a GPU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(fn: Callable[[], object]) -> int:
+    with OpCounter() as counter:
+        fn()
+    return counter.count
+
+
+def device_transforms(root: Path, image_size: int, batch_size: int, device: torch.device, budget: Budget) -> list[Row]:
+    """Images/s of ``on_after_batch_transfer`` alone on batches already on the device."""
+    dm = lab_datamodule(root, image_size, batch_size, 0, augment=DeviceAugmentation())
+    dm.setup("fit")
+    train = dm.transfer_batch_to_device(next(iter(dm.train_dataloader())), device, 0)
+    rows = []
+    for name, batch in (("augmentation + Lab, training batch", train), ("Lab, evaluation batch", train[0])):
+
+        def transform(b=batch) -> dict:
+            return dm.on_after_batch_transfer(b, 0)
+
+        transform()  # constants on the device, once
+        ops = count_ops(transform)
+        rates = loader_rate(itertools.repeat(batch), lambda b: dm.on_after_batch_transfer(b, 0), device,
+                            batch_size, budget)  # fmt: skip
+        rows.append(Row("device transforms", name, rates, f"{ops} tensor ops per batch, {image_size} px, batch "
+                        f"{batch_size}", {"ops": ops}))  # fmt: skip
     return rows
 
 
@@ -275,7 +318,7 @@ def step_rate(
         datamodule.setup("fit")
         raw = next(iter(datamodule.train_dataloader()))
         with torch.no_grad():
-            batch = datamodule.on_after_batch_transfer(raw.to(device), 0)
+            batch = datamodule.on_after_batch_transfer(datamodule.transfer_batch_to_device(raw, device, 0), 0)
         datamodule = SyntheticBatches(batch, total)
     timer = StepTimer(budget.warmup, budget.steps)
     trainer = L.Trainer(
@@ -453,9 +496,11 @@ def run(
             print(f"[bench] {row.section}: {row.name}: {row.median:.1f} images/s {row.extra or ''}", flush=True)
 
     if steps_only:
+        measured(device_transforms(root, models[0][1], batch_size, device, budget))
         measured(training_steps(models, batch_size, root, device, budget, overrides))
         return markdown(rows, device, [f"Photos: {display_path(root)}. Training steps only."])
     measured(input_pipeline(root, models[0][1], batch_size, workers, device, budget))
+    measured(device_transforms(root, models[0][1], batch_size, device, budget))
     measured(training_steps(models, batch_size, root, device, budget, overrides))
     measured([inference("skip_cae", models[0][1], batch_size, root, device, budget)])
     switches = default_switches(device)

@@ -45,24 +45,36 @@ def test_workers_deliver_uint8_and_the_hook_delivers_normalised_lab(photo_dir):
 
 
 def test_augmentation_runs_in_training_only(photo_dir):
-    dm = make_dm(ImageFolder(photo_dir), augment=DeviceAugmentation(hflip=1.0, rotation=0, shear=0))
+    dm = make_dm(ImageFolder(photo_dir), augment=DeviceAugmentation(hflip=1.0, rotation=0, shear=0), num_workers=1)
     raw = next(iter(dm.val_dataloader()))
+    images, theta = next(iter(dm.train_dataloader()))  # from a worker: crops and their matrices
+    assert images.dtype == torch.uint8 and theta.shape == (len(images), 2, 3)
     attach(dm, training=False)
-    assert torch.allclose(dm.on_after_batch_transfer(raw, 0)["rgb"], raw.float() / 255)
+    assert torch.equal(dm.on_after_batch_transfer(raw, 0)["rgb"], raw.float() / 255)
     attach(dm, training=True)
-    assert torch.allclose(dm.on_after_batch_transfer(raw, 0)["rgb"], raw.float().flip(-1) / 255, atol=1e-6)
+    assert torch.equal(dm.on_after_batch_transfer([images, theta], 0)["rgb"], images.float().flip(-1) / 255)
+
+
+def test_augmentation_is_drawn_by_the_workers_seeded_by_item_and_epoch(photo_dir):
+    dm = make_dm(ImageFolder(photo_dir), augment=DeviceAugmentation(), fractions=(1.0, 0.0, 0.0))
+    crops = dm.datasets["train"]
+    first, again, later = crops[(1, 0)], crops[(1, 0)], crops[(1, 1)]
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])  # a resumed run: the same
+    assert not torch.equal(first[1], later[1])  # a new epoch: new angles
+    plain = make_dm(ImageFolder(photo_dir), augment=None, fractions=(1.0, 0.0, 0.0)).datasets["train"]
+    assert torch.equal(plain[(1, 0)], first[0])  # augmentation does not change the crop
 
 
 def test_augmentation_rotates_and_shears_without_black_corners_and_is_seeded(photos):
-    rgb = torch.from_numpy(photos["coffee"].copy()).permute(2, 0, 1)[None].float().div(255).repeat(4, 1, 1, 1)
+    rgb = torch.from_numpy(photos["coffee"].copy()).permute(2, 0, 1)[None].repeat(4, 1, 1, 1)  # uint8
     augment = DeviceAugmentation(hflip=0.0, rotation=20, shear=0.2)
     torch.manual_seed(0)
     first = augment(rgb)
     torch.manual_seed(0)
     assert torch.equal(first, augment(rgb))
-    assert not torch.allclose(first, rgb)
-    assert first.min() >= 0 and first.max() <= 1
-    assert first[:, :, :3, :3].mean() > 0.05  # reflection padding: no black corners
+    assert not torch.allclose(first, rgb.float())
+    assert first.min() >= 0 and first.max() <= 255
+    assert first[:, :, :3, :3].mean() > 0.05 * 255  # reflection padding: no black corners
     assert not DeviceAugmentation(hflip=0, rotation=0, shear=0).enabled
 
 

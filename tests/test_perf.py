@@ -44,16 +44,29 @@ def test_float_conversions_equal_kornia():
         assert torch.allclose(lab_to_rgb(lab, clip), kornia.color.lab_to_rgb(lab, clip), atol=1e-5)
 
 
+def test_gpu_and_cpu_forms_of_the_colour_matrices_agree():
+    from colorization.color import _MATRICES, _apply
+
+    x = torch.rand(2, 3, 5, 7)
+    for name in _MATRICES:
+        assert torch.allclose(_apply(name, x, rows=True), _apply(name, x, rows=False), atol=1e-5), name
+
+
 def test_device_transforms_build_no_tensors_per_batch(photos):
     """torch.tensor(..., device=cuda) inside a per-batch transform is a blocking copy that
     makes the CPU wait for the GPU (Kornia's colour conversions do it): none of ours may."""
     u8 = torch.from_numpy(photos["coffee"][:64, :64].copy()).permute(2, 0, 1)[None].repeat(4, 1, 1, 1)
-    rgb_u8_to_lab(u8)  # the 256-entry table is built once per device, before
     augment = DeviceAugmentation()
-    with mock.patch("torch.tensor", side_effect=AssertionError("torch.tensor called per batch")):
+    theta = augment.sample(4, 64, 64)  # drawn by the data workers
+
+    def every_transform() -> None:
         lab_batch(u8)
-        lab_batch(augment(u8.float() / 255))
+        lab_batch(augment(u8, theta).div_(255))
         lab_to_rgb_preserving_l(rgb_to_lab(u8.float() / 255) * 1.5)
+
+    every_transform()  # the first batch builds the constants on the device, once
+    with mock.patch("torch.tensor", side_effect=AssertionError("torch.tensor called per batch")):
+        every_transform()
 
 
 def test_batches_leave_the_workers_as_uint8_and_move_without_blocking(photo_dir):
@@ -102,6 +115,7 @@ def test_benchmark_quick_run_prints_every_section(tmp_path):
     result = subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     table = out.read_text()
-    for needle in ("input pipeline", "seed-style reference", "pipeline efficiency", "synthetic on device",
-                   "speed switch", "inference", "Epoch start"):  # fmt: skip
+    needles = ("input pipeline", "seed-style reference", "device transforms", "tensor ops per batch",
+               "pipeline efficiency", "synthetic on device", "speed switch", "inference", "Epoch start")  # fmt: skip
+    for needle in needles:
         assert needle in table

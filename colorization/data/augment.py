@@ -1,20 +1,26 @@
-"""Batched geometric augmentation on the device, applied to float images in [0, 1].
+"""Batched geometric augmentation on the device.
 
 Seed 004's recipe: random horizontal flip, rotation up to 20 degrees, shear up to 0.2.
-Each photo of the batch gets its own flip, rotation and shear; all of them are composed
-into one affine map per photo and applied by a single ``grid_sample`` call, so the cost is
-two kernels per batch whatever the batch size. (Kornia's ``RandomAffine`` does the same
-maths with more per-call bookkeeping: on an H100 it took half of a 150 px skip-CAE
-training step; see experiments/perf.)
+Each photo gets its own flip, rotation and shear, composed into one 2 x 3 affine matrix.
+The DataModule's workers draw those matrices with the crops (seeded by the sampler's
+``(item, epoch)``, so a resumed run augments exactly as the uninterrupted one) and ship them
+with the uint8 batch; on the device one ``affine_grid`` + ``grid_sample`` applies the whole
+batch. No random numbers and no per-photo work on the device: a handful of kernels per
+batch, whatever the batch size. (Kornia's ``RandomAffine`` does the same maths with many
+small kernels and milliseconds of Python per call: on an H100 it took half of a 150 px
+skip-CAE training step; see experiments/perf.)
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+DRAWS = 5  # uniforms per photo: flip, affine applied, angle, shear x, shear y
 
 
 class DeviceAugmentation(nn.Module):
@@ -28,9 +34,6 @@ class DeviceAugmentation(nn.Module):
         p_affine: probability that the affine part (rotation + shear) is applied to a photo.
         padding_mode: how pixels uncovered by rotation are filled (``grid_sample``'s modes);
             ``reflection`` avoids black corners that would teach "black has no colour".
-
-    Random numbers come from ``generator`` when given (the DataModule seeds one per step, so
-    a resumed run augments as the uninterrupted one), else from the device's global one.
     """
 
     def __init__(
@@ -55,35 +58,41 @@ class DeviceAugmentation(nn.Module):
     def enabled(self) -> bool:
         return self.hflip > 0 or self.affine
 
-    def matrices(
-        self, n: int, height: int, width: int, device: torch.device, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """(n, 2, 3) ``affine_grid`` matrices: output pixel -> input pixel, normalised coordinates."""
-        angle = (torch.rand(n, device=device, generator=generator) * 2 - 1) * math.radians(self.rotation)
-        shear = (torch.rand(n, 2, device=device, generator=generator) * 2 - 1) * self.shear
-        cos, sin = angle.cos(), angle.sin()
-        rotate = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
-        one = torch.ones(n, device=device)
-        shear_m = torch.stack([torch.stack([one, shear[:, 0]], -1), torch.stack([shear[:, 1], one], -1)], -2)
-        linear = rotate @ shear_m  # in pixel units about the centre
-        applied = torch.rand(n, device=device, generator=generator) < self.p_affine
-        linear = torch.where(applied[:, None, None], linear, torch.eye(2, device=device).expand(n, 2, 2))
+    def matrix(self, uniforms: Sequence[float], height: int, width: int) -> torch.Tensor:
+        """The (2, 3) ``affine_grid`` matrix (output pixel -> input pixel, normalised
+        coordinates) of one photo, from ``DRAWS`` uniforms in [0, 1); plain Python maths,
+        cheap enough for a data worker."""
+        flip, applied, angle, shear_x, shear_y = uniforms
+        a, b, c, d = 1.0, 0.0, 0.0, 1.0  # the linear part, in pixel units about the centre
+        if self.affine and applied < self.p_affine:
+            angle = (2 * angle - 1) * math.radians(self.rotation)
+            shear_x, shear_y = (2 * shear_x - 1) * self.shear, (2 * shear_y - 1) * self.shear
+            cos, sin = math.cos(angle), math.sin(angle)
+            # rotation @ [[1, shear_x], [shear_y, 1]]
+            a, b, c, d = cos - sin * shear_y, cos * shear_x - sin, sin + cos * shear_y, sin * shear_x + cos
+        if flip < self.hflip:  # sample the input at -x
+            a, b = -a, -b
         # normalised coordinates scale x by 2 / width and y by 2 / height: conjugate by that
-        # scale (Python floats: a tensor built here would be a host-to-device copy that waits
-        # for the GPU, every batch)
-        linear = torch.stack([linear[:, 0, 0], linear[:, 0, 1] * (height / width),
-                              linear[:, 1, 0] * (width / height), linear[:, 1, 1]], -1).view(n, 2, 2)  # fmt: skip
-        return torch.cat([linear, torch.zeros(n, 2, 1, device=device)], dim=2)
+        return torch.tensor([[a, b * height / width, 0.0], [c * width / height, d, 0.0]])
 
-    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, height: int, width: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, 2, 3) matrices for a batch, on the CPU (from ``generator`` if given)."""
+        draws = torch.rand(n, DRAWS, generator=generator, dtype=torch.float64).tolist()
+        return torch.stack([self.matrix(u, height, width) for u in draws])
+
+    def forward(self, images: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
+        """Augment ``images`` (B, C, H, W): float, or uint8 (returned as float on 0..255).
+
+        ``theta``: (B, 2, 3) matrices from :meth:`matrix` (on the images' device); ``None``
+        draws them here, on the CPU from the global generator, then copies them over.
+        """
         if not self.enabled:
             return images
         n, _, height, width = images.shape
-        if self.hflip > 0:
-            flip = (torch.rand(n, device=images.device, generator=generator) < self.hflip)[:, None, None, None]
-            images = torch.where(flip, images.flip(-1), images)
-        if self.affine:
-            theta = self.matrices(n, height, width, images.device, generator).to(images.dtype)
-            grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-            images = F.grid_sample(images, grid, mode="bilinear", padding_mode=self.padding_mode, align_corners=False)
-        return images.clamp_(0.0, 1.0)
+        if theta is None:
+            theta = self.sample(n, height, width).to(images.device)
+        images = images.float() if not images.is_floating_point() else images
+        if not self.affine:  # flips only: exact, no resampling
+            return torch.where(theta[:, :1, :1, None] < 0, images.flip(-1), images)
+        grid = F.affine_grid(theta.to(images.dtype), [n, 1, height, width], align_corners=False)
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode=self.padding_mode, align_corners=False)

@@ -1,8 +1,9 @@
 """``LabDataModule``: one data pipeline for every model.
 
 Workers only decode, resize and crop, and deliver uint8 RGB ``(B, 3, H, W)``: four times
-less to copy than float32 and no per-sample colour maths on the CPU. On the device,
-``on_after_batch_transfer`` augments (training only) and converts the whole batch to Lab:
+less to copy than float32 and no per-sample colour maths on the CPU (in training, with each
+crop's (2, 3) augmentation matrix). On the device, ``on_after_batch_transfer`` augments
+(one resampling for the batch) and converts the whole batch to Lab:
 
     {"L": (B, 1, H, W) in [-1, 1], "ab": (B, 2, H, W) in about [-1, 1], "rgb": (B, 3, H, W) in [0, 1]}
 
@@ -22,8 +23,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from colorization.color import AB_SCALE, normalize_l, rgb_to_lab_norm, rgb_u8_to_lab
-from colorization.data.augment import DeviceAugmentation
+from colorization.color import linear_to_lab, rgb_u8_to_linear, srgb_to_linear
+from colorization.data.augment import DRAWS, DeviceAugmentation
 from colorization.data.images import UnreadableImage
 from colorization.data.scan import ScanReport, scan_source, split_by_photo
 from colorization.data.sources import ImageSource
@@ -48,6 +49,8 @@ class PhotoCrops(Dataset):
     are upscaled), then cropped to ``image_size``. ``repeats`` crops per photo make an epoch:
     random ones in training; in evaluation, fixed ones (seeded by ``seed`` and the item
     index, the centre when ``repeats == 1``), so validation sees the same pixels every epoch.
+    With ``augment`` (training), an item is ``(crop, theta)``: the crop and its (2, 3)
+    augmentation matrix (:meth:`DeviceAugmentation.matrix`), drawn with the crop offsets.
     """
 
     def __init__(
@@ -59,12 +62,14 @@ class PhotoCrops(Dataset):
         train: bool,
         repeats: int = 1,
         seed: int = 0,
+        augment: DeviceAugmentation | None = None,
     ) -> None:
         if not indices:
             raise ValueError("PhotoCrops needs at least one photo")
         self.source, self.indices = source, list(indices)
         self.image_size, self.resize = image_size, max(resize, image_size)
         self.train, self.repeats, self.seed = train, max(1, repeats), seed
+        self.augment = augment if augment is not None and augment.enabled else None
 
     def __len__(self) -> int:
         return len(self.indices) * self.repeats
@@ -78,26 +83,35 @@ class PhotoCrops(Dataset):
                 warnings.warn(f"{error}; using the next photo instead", stacklevel=2)
         raise UnreadableImage("no photo of this split can be decoded any more")
 
-    def _offsets(self, item: int, width: int, height: int, epoch: int | None) -> tuple[int, int]:
-        room_x, room_y = width - self.image_size, height - self.image_size
+    def _generator(self, item: int, epoch: int | None) -> torch.Generator | None:
+        """Fixed by (seed, epoch, item): the same crop and augmentation whichever worker makes
+        them, also after a resume; ``None`` (the worker's own generator) for a training item
+        without an epoch."""
         if self.train and epoch is None:
-            return int(torch.randint(room_x + 1, ())), int(torch.randint(room_y + 1, ()))
+            return None
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + item) * 10_007 + (epoch or 0))
+
+    def _offsets(self, width: int, height: int, generator: torch.Generator | None) -> tuple[int, int]:
+        room_x, room_y = width - self.image_size, height - self.image_size
         if not self.train and self.repeats == 1:
             return room_x // 2, room_y // 2
-        # fixed by (seed, epoch, item): the same crop whichever worker makes it, also after a resume
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + item) * 10_007 + (epoch or 0))
         return (
             int(torch.randint(room_x + 1, (), generator=generator)),
             int(torch.randint(room_y + 1, (), generator=generator)),
         )
 
-    def __getitem__(self, item: int | tuple[int, int]) -> torch.Tensor:
+    def __getitem__(self, item: int | tuple[int, int]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``item``, or ``(item, epoch)`` from :class:`ResumableSampler` (reproducible crops)."""
         item, epoch = item if isinstance(item, tuple) else (item, None)
         image = resize_shorter_side(self._load(item), self.resize)
-        x, y = self._offsets(item, *image.size, epoch)
+        generator = self._generator(item, epoch)
+        x, y = self._offsets(*image.size, generator)
         crop = image.crop((x, y, x + self.image_size, y + self.image_size))
-        return torch.from_numpy(np.asarray(crop, dtype=np.uint8).copy()).permute(2, 0, 1)
+        crop = torch.from_numpy(np.asarray(crop, dtype=np.uint8).copy()).permute(2, 0, 1)
+        if self.augment is None:
+            return crop
+        draws = torch.rand(DRAWS, generator=generator, dtype=torch.float64).tolist()
+        return crop, self.augment.matrix(draws, self.image_size, self.image_size)
 
 
 class ResumableSampler(DistributedSampler):
@@ -152,14 +166,16 @@ class ResumableLoader(DataLoader):
 def lab_batch(rgb: torch.Tensor) -> dict[str, torch.Tensor]:
     """sRGB (B, 3, H, W), uint8 or float in [0, 1] -> the named, normalised batch every model sees.
 
-    uint8 input takes the table-driven conversion (:func:`~colorization.color.rgb_u8_to_lab`),
-    float input (after augmentation) :func:`~colorization.color.rgb_to_lab`; they agree to 1e-4.
+    uint8 input takes the sRGB curve from a 256-entry table
+    (:func:`~colorization.color.rgb_u8_to_linear`), float input (after augmentation) computes
+    it; they agree to 1e-4. About 20 small kernels in all: on a GPU, launching them is the cost.
     """
     if rgb.dtype == torch.uint8:
-        lab = rgb_u8_to_lab(rgb)
-        return {"L": normalize_l(lab[:, :1]), "ab": lab[:, 1:] / AB_SCALE, "rgb": rgb.float().div_(255.0)}
-    l_norm, ab_norm = rgb_to_lab_norm(rgb)
-    return {"L": l_norm, "ab": ab_norm, "rgb": rgb}
+        lab = linear_to_lab(rgb_u8_to_linear(rgb), normalized=True)
+        rgb = rgb.float().div_(255.0)
+    else:
+        lab = linear_to_lab(srgb_to_linear(rgb), normalized=True)
+    return {"L": lab[:, :1], "ab": lab[:, 1:], "rgb": rgb}
 
 
 def auto_workers(num_workers: int | str, limit: int = 8) -> int:
@@ -235,7 +251,6 @@ class LabDataModule(L.LightningDataModule):
         self.splits: dict[str, list[int]] | None = None
         self.datasets: dict[str, PhotoCrops] = {}
         self.train_sampler: ResumableSampler | None = None
-        self._generators: dict[torch.device, torch.Generator] = {}  # augmentation, seeded per step
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
@@ -247,8 +262,9 @@ class LabDataModule(L.LightningDataModule):
                 train = split == "train"
                 repeats = self.train_repeats if train else self.eval_repeats
                 self.datasets[split] = PhotoCrops(
-                    self.source, indices, self.image_size, self.resize, train, repeats, self.seed
-                )
+                    self.source, indices, self.image_size, self.resize, train, repeats, self.seed,
+                    augment=self.augment if train else None,
+                )  # fmt: skip
         log.info(
             "data: %s; split by photo: %s",
             self.report.summary(),
@@ -296,23 +312,25 @@ class LabDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
-    def transfer_batch_to_device(self, batch: torch.Tensor, device: torch.device, dataloader_idx: int) -> torch.Tensor:
-        """The uint8 batch to the device; asynchronous from pinned memory (``pin_memory``)."""
-        return batch.to(device, non_blocking=self.pin_memory and device.type == "cuda")
+    def transfer_batch_to_device(
+        self, batch: torch.Tensor | list[torch.Tensor], device: torch.device, dataloader_idx: int
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """The uint8 batch (and augmentation matrices) to the device; asynchronous from
+        pinned memory (``pin_memory``)."""
+        non_blocking = self.pin_memory and device.type == "cuda"
+        if isinstance(batch, (list, tuple)):
+            return [part.to(device, non_blocking=non_blocking) for part in batch]
+        return batch.to(device, non_blocking=non_blocking)
 
-    def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> dict[str, torch.Tensor]:
-        """uint8 RGB on the device -> (train: augmented) normalised Lab batch."""
-        training = self.trainer is not None and self.trainer.training
-        if training and self.train_sampler is not None:
+    def on_after_batch_transfer(
+        self, batch: torch.Tensor | list[torch.Tensor], dataloader_idx: int
+    ) -> dict[str, torch.Tensor]:
+        """uint8 RGB on the device (training: with augmentation matrices) -> normalised Lab batch."""
+        if self.trainer is not None and self.trainer.training and self.train_sampler is not None:
             self.train_sampler.consumed += 1  # this batch reached the model: a checkpoint skips it
-        if training and self.augment is not None and self.augment.enabled:
-            # seeded by (seed, step): the same flips and angles after a resume
-            generator = self._generator(batch.device)
-            generator.manual_seed(self.seed * 1_000_003 + self.trainer.global_step)
-            return lab_batch(self.augment(batch.float().div_(255.0), generator=generator))
+        if isinstance(batch, (list, tuple)):  # training crops and their matrices
+            images, theta = batch
+            if self.augment is None:
+                return lab_batch(images)
+            return lab_batch(self.augment(images, theta).div_(255.0).clamp_(0.0, 1.0))
         return lab_batch(batch)
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if device not in self._generators:
-            self._generators[device] = torch.Generator(device=device)
-        return self._generators[device]

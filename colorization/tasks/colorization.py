@@ -131,7 +131,7 @@ class ColorizationModule(ConfiguredModule):
         """Closed-form baselines (a ``fit_batch`` / ``finish_fit`` net) see the training split once."""
         datamodule.setup("fit")
         for raw in datamodule.train_dataloader():
-            batch = datamodule.on_after_batch_transfer(raw.to(self.device), 0)
+            batch = datamodule.on_after_batch_transfer(datamodule.transfer_batch_to_device(raw, self.device, 0), 0)
             self.net.fit_batch(batch["L"], batch["ab"])
         self.net.finish_fit()
 
