@@ -411,7 +411,7 @@ def inference(model: str, size: int, batch_size: int, root: Path, device: torch.
     from colorization.colorize import Colorizer
 
     cfg = train_config(model, size, batch_size, root)
-    colorizer = Colorizer(build_model(cfg)).eval().to(device)
+    colorizer = Colorizer.from_module(build_model(cfg)).eval().to(device)
     l_norm = torch.rand(batch_size, 1, size, size, device=device) * 2 - 1
     rates = loader_rate(
         iter(lambda: l_norm, None), lambda x: colorizer(x), device, batch_size, budget

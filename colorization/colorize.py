@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from colorization.checkpoint import CheckpointError, load_checkpoint, net_from_checkpoint
 from colorization.color import AB_SCALE, lab_to_rgb_preserving_l, normalize_l, rgb_to_lab_norm, rgb_u8_to_lab
 from colorization.data.images import IMAGE_EXTENSIONS, UnreadableImage, open_rgb
 from colorization.io import atomic_path, save_image_atomic
@@ -50,22 +51,38 @@ class ColorizeError(RuntimeError):
 # ----------------------------------------------------------------------------- the model
 
 
+#: the tasks whose network colours on its own (gray L in, colour out), and whether it samples
+#: (a VAE); ``colorize`` rebuilds just their network, without Lightning
+COLORIZATION_TASKS = {
+    "colorization.tasks.ColorizationModule": False,
+    "colorization.tasks.colorization.ColorizationModule": False,
+    "colorization.tasks.VAEColorizationModule": True,
+    "colorization.tasks.vae.VAEColorizationModule": True,
+}
+
+
 class Colorizer(nn.Module):
     """The deployable part of a trained colorization model: normalised L ``(B, 1, S, S)`` in
     [-1, 1] -> normalised ab ``(B, 2, S, S)`` (Lab chroma / 110), whatever the model's
     output space (ab, RGB or Lab). ``forward(l, z)`` takes a latent ``z`` for VAE samples."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, net: nn.Module, output: str = "ab", can_sample: bool = False) -> None:
         super().__init__()
+        from colorization.models.blocks import check_output
+
+        self.net, self.output, self.can_sample = net, check_output(output), can_sample
+        self.latent_dim = getattr(net, "latent_dim", 0) if can_sample else 0
+
+    @classmethod
+    def from_module(cls, module: nn.Module) -> Colorizer:
+        """From a colorization LightningModule (``ColorizationModule`` or a subclass)."""
         from colorization.tasks import ColorizationModule, VAEColorizationModule
 
         if not isinstance(module, ColorizationModule):
             raise ColorizeError(
                 f"the checkpoint holds a {type(module).__name__}, not a colorization model (gray L in, colour out)"
             )
-        self.net, self.output = module.net, module.output
-        self.can_sample = isinstance(module, VAEColorizationModule)
-        self.latent_dim = getattr(module.net, "latent_dim", 0) if self.can_sample else 0
+        return cls(module.net, module.output, isinstance(module, VAEColorizationModule))
 
     def to_ab(self, pred: torch.Tensor) -> torch.Tensor:
         if self.output == "ab":
@@ -79,22 +96,33 @@ class Colorizer(nn.Module):
         return self.to_ab(pred)
 
 
+def colorizer_from_checkpoint(checkpoint: dict) -> Colorizer:
+    """The network of a colorization task alone (:data:`COLORIZATION_TASKS`: seconds faster,
+    Lightning is never imported); any other task through its full LightningModule."""
+    model_cfg = checkpoint["colorization_config"].get("model") or {}
+    can_sample = COLORIZATION_TASKS.get(model_cfg.get("_target_"))
+    if can_sample is None or "net" not in model_cfg:
+        from colorization.evaluate import model_from_checkpoint
+
+        return Colorizer.from_module(model_from_checkpoint(checkpoint))
+    output = (checkpoint.get("hyper_parameters") or {}).get("output", model_cfg.get("output", "ab"))
+    return Colorizer(net_from_checkpoint(checkpoint), output, can_sample)
+
+
 def load_colorizer(ckpt: str | Path, device: torch.device) -> tuple[Colorizer, int]:
     """-> (colorizer in eval mode on ``device``, the crop size it was trained at).
 
     The checkpoint is read with ``weights_only=True``; errors name the file.
     """
-    from colorization.evaluate import EvaluationError, load_checkpoint, model_from_checkpoint
-
     try:
         checkpoint = load_checkpoint(ckpt)
-        module = model_from_checkpoint(checkpoint)
-    except EvaluationError as error:
+        colorizer = colorizer_from_checkpoint(checkpoint)
+    except (CheckpointError, ColorizeError) as error:
         raise ColorizeError(str(error)) from None
     except Exception as error:  # noqa: BLE001 - a config or weights that do not fit the code
         raise ColorizeError(f"{ckpt}: cannot rebuild the model ({type(error).__name__}: {error})") from None
     size = (checkpoint["colorization_config"].get("data") or {}).get("image_size") or 256
-    return Colorizer(module).eval().to(device), int(size)
+    return colorizer.eval().to(device), int(size)
 
 
 def pick_device(name: str) -> torch.device:

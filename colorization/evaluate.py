@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import Metric
 
+from colorization.checkpoint import CheckpointError, load_checkpoint
 from colorization.data import DataSourceError
 from colorization.io import write_text_atomic
 from colorization.metrics import FrechetDistanceEffNet
@@ -24,24 +25,6 @@ log = logging.getLogger(__name__)
 
 class EvaluationError(RuntimeError):
     """Something eval.py was asked for that cannot be done here; the message says why."""
-
-
-class CheckpointError(EvaluationError):
-    """A checkpoint path that does not exist or does not hold a model written by train.py."""
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a train.py checkpoint with ``weights_only=True`` (no code runs while loading)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "colorization_config" not in checkpoint:
-        raise CheckpointError(f"{path} is not a checkpoint written by train.py (no state_dict / colorization_config)")
-    return checkpoint
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> L.LightningModule:
@@ -138,6 +121,6 @@ def run(cfg: DictConfig) -> None:
     log_through_hydra()
     try:
         evaluate(cfg)
-    except (EvaluationError, DataSourceError) as error:
+    except (EvaluationError, CheckpointError, DataSourceError) as error:
         log.error("%s", error)
         raise SystemExit(2) from None

@@ -167,11 +167,38 @@ def test_existing_outputs_are_skipped_and_inputs_never_overwritten(ckpt, photos,
 def test_compare_panels_and_console_script(ckpt, photos, tmp_path):
     Image.fromarray(photos["coffee"]).save(tmp_path / "coffee.jpg")
     cmd = [sys.executable, "-m", "colorization.colorize", str(tmp_path / "coffee.jpg"), "--ckpt", str(ckpt)]
+    cmd.insert(1, "-Ximporttime")  # which modules the command loads, on stderr
     result = subprocess.run([*cmd, "-o", str(tmp_path / "out"), "--compare"], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")
+    }
+    assert "colorization.models.skip_cae" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("lightning", "torchmetrics")}  # seconds of start-up
     height, width = photos["coffee"].shape[:2]
     with Image.open(tmp_path / "out" / "coffee_compare.png") as panel:
         assert panel.height == height and panel.width > 3 * width  # gray | colorized | original
+
+
+def test_network_alone_colours_as_the_whole_trained_module(ckpt, monkeypatch):
+    from colorization import colorize
+    from colorization.checkpoint import load_checkpoint
+    from colorization.evaluate import model_from_checkpoint
+
+    checkpoint = load_checkpoint(ckpt)
+    light = colorize.colorizer_from_checkpoint(checkpoint).eval()
+    from colorization import evaluate
+
+    modules = []
+    monkeypatch.setattr(
+        evaluate, "model_from_checkpoint", lambda c: modules.append(model_from_checkpoint(c)) or modules[-1]
+    )
+    monkeypatch.setattr(colorize, "COLORIZATION_TASKS", {})  # an unknown task: through its LightningModule
+    full = colorize.colorizer_from_checkpoint(checkpoint).eval()
+    assert len(modules) == 1 and full.net is modules[0].net
+    l_norm = torch.rand(2, 1, 48, 48) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(light(l_norm), full(l_norm))
 
 
 def test_missing_inputs_are_reported_and_the_rest_done(ckpt, photos, tmp_path, capsys):
@@ -241,7 +268,7 @@ def test_exported_models_match_pytorch(model, tmp_path):
     cfg = compose_config("train", overrides, tmp_path)
     GlobalHydra.instance().clear()
     torch.manual_seed(0)
-    colorizer = Colorizer(build_model(cfg)).eval()
+    colorizer = Colorizer.from_module(build_model(cfg)).eval()
     with torch.no_grad():
         for parameter in colorizer.parameters():  # trained-looking weights (the colour head starts at 0)
             parameter.add_(torch.randn_like(parameter) * 0.05)
