@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 from colorization.color import AB_SCALE, L_CENTER, L_SCALE
 from colorization.compose import compose_config
 from colorization.data import DeviceAugmentation, ImageFolder, LabDataModule
-from colorization.data.datamodule import auto_workers, resize_shorter_side
+from colorization.data.datamodule import ResumableSampler, auto_workers, resize_shorter_side
 from colorization.runtime import keep_freed_memory
 from colorization.train import build_model
 
@@ -241,6 +241,41 @@ def device_transforms(root: Path, image_size: int, batch_size: int, device: torc
         rows.append(Row("device transforms", name, rates, f"{ops} tensor ops per batch, {image_size} px, batch "
                         f"{batch_size}", {"ops": ops}))  # fmt: skip
     return rows
+
+
+def main_process_overhead(root: Path, batch_size: int, num_workers: int, device: torch.device,
+                          size: int = 16, batches: int = 40, repeats: int = 3) -> Row:  # fmt: skip
+    """Images/s of what the main process does per training batch (take it from the workers,
+    copy it to the device, augment and convert it) when the workers are far ahead and the
+    crops tiny: per-batch and per-operation overheads only, the part that a fast GPU step
+    cannot hide."""
+    dm = lab_datamodule(root, size, batch_size, 0, augment=DeviceAugmentation(), resize=size, train_repeats=1)
+    dm.setup("fit")
+    dataset = dm.datasets["train"]
+    wanted = (batches + 1) * batch_size  # an epoch of just over `batches`: the workers then stop
+    dataset.indices = dataset.indices[:wanted]
+    dataset.repeats = -(-wanted // len(dataset.indices))
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=ResumableSampler(dataset, batch_size, 0),
+                        num_workers=max(1, num_workers), prefetch_factor=batches + 2, persistent_workers=True,
+                        pin_memory=device.type == "cuda", drop_last=True)  # fmt: skip
+    start = time.perf_counter()
+    for _ in loader:  # one epoch at the workers' pace: how long they need to fill the queue
+        pass
+    fill = time.perf_counter() - start
+    rates = []
+    for _ in range(repeats):
+        batches_iter = iter(loader)  # persistent workers start on the whole epoch at once
+        time.sleep(1.5 * fill + 1)
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(batches):
+            dm.on_after_batch_transfer(dm.transfer_batch_to_device(next(batches_iter), device, 0), 0)
+        synchronize(device)
+        rates.append(batches * batch_size / (time.perf_counter() - start))
+        del batches_iter
+    ms = 1000 * batch_size / statistics.median(rates)
+    return Row("device transforms", "main process per training batch: fetch + copy + augmentation + Lab", rates,
+               f"{ms:.2f} ms per batch; {size} px crops, workers ahead: overheads only", {"ms": ms})  # fmt: skip
 
 
 def epoch_start_seconds(root: Path, image_size: int, batch_size: int, num_workers: int, persistent: bool) -> float:
@@ -497,10 +532,12 @@ def run(
 
     if steps_only:
         measured(device_transforms(root, models[0][1], batch_size, device, budget))
+        measured([main_process_overhead(root, batch_size, workers, device, repeats=2 if quick else 3)])
         measured(training_steps(models, batch_size, root, device, budget, overrides))
         return markdown(rows, device, [f"Photos: {display_path(root)}. Training steps only."])
     measured(input_pipeline(root, models[0][1], batch_size, workers, device, budget))
     measured(device_transforms(root, models[0][1], batch_size, device, budget))
+    measured([main_process_overhead(root, batch_size, workers, device, repeats=2 if quick else 3)])
     measured(training_steps(models, batch_size, root, device, budget, overrides))
     measured([inference("skip_cae", models[0][1], batch_size, root, device, budget)])
     switches = default_switches(device)

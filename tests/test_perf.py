@@ -115,7 +115,7 @@ def test_benchmark_quick_run_prints_every_section(tmp_path):
     result = subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     table = out.read_text()
-    needles = ("input pipeline", "seed-style reference", "device transforms", "tensor ops per batch",
+    needles = ("input pipeline", "seed-style reference", "device transforms", "tensor ops per batch", "ms per batch",
                "pipeline efficiency", "synthetic on device", "speed switch", "inference", "Epoch start")  # fmt: skip
     for needle in needles:
         assert needle in table
