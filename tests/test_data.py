@@ -39,7 +39,7 @@ def test_workers_deliver_uint8_and_the_hook_delivers_normalised_lab(photo_dir):
     batch = dm.on_after_batch_transfer(raw, 0)
     assert set(batch) == {"L", "ab", "rgb"}
     assert batch["L"].shape == (len(raw), 1, 48, 48) and batch["ab"].shape == (len(raw), 2, 48, 48)
-    assert all(v.dtype == torch.float32 for v in batch.values())
+    assert all(v.dtype == torch.float32 and v.is_contiguous() for v in batch.values())
     assert batch["L"].min() >= -1 and batch["L"].max() <= 1 and batch["ab"].abs().max() <= 1
     assert torch.allclose(batch["rgb"], raw.float() / 255)
 

@@ -69,6 +69,28 @@ def test_device_transforms_build_no_tensors_per_batch(photos):
         every_transform()
 
 
+def test_device_transforms_are_a_few_batched_kernels(photo_dir):
+    """On a GPU the main process's cost per batch is one launch per tensor op: the training
+    transforms (augmentation + Lab) must stay a handful of batched ops, none per photo.
+    Counted on the meta device, which takes the GPU form of the maths (the Kornia-style path
+    this replaced dispatched 126 per training batch, 61 per evaluation batch)."""
+    from colorization.bench import count_ops
+
+    dm = LabDataModule(ImageFolder(photo_dir), image_size=32, batch_size=4, num_workers=0,
+                       fractions=(1.0, 0.0, 0.0), augment=DeviceAugmentation())  # fmt: skip
+    dm.setup("fit")
+    images, theta = next(iter(dm.train_dataloader()))
+    counts = {}
+    for n in (4, 32):
+        batch = [images.repeat(n // 4, 1, 1, 1).to("meta"), theta.repeat(n // 4, 1, 1).to("meta")]
+        dm.on_after_batch_transfer(batch, 0), dm.on_after_batch_transfer(batch[0], 0)  # constants: once per device
+        counts[n] = (count_ops(lambda b=batch: dm.on_after_batch_transfer(b, 0)),
+                     count_ops(lambda b=batch: dm.on_after_batch_transfer(b[0], 0)))  # fmt: skip
+    assert counts[4] == counts[32]  # nothing per photo
+    training, evaluation = counts[32]
+    assert training <= 30 and evaluation <= 22, counts
+
+
 def test_batches_leave_the_workers_as_uint8_and_move_without_blocking(photo_dir):
     dm = LabDataModule(ImageFolder(photo_dir), image_size=32, batch_size=2, num_workers=1, fractions=(1.0, 0.0, 0.0))
     dm.setup("fit")

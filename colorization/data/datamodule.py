@@ -169,13 +169,14 @@ def lab_batch(rgb: torch.Tensor) -> dict[str, torch.Tensor]:
     uint8 input takes the sRGB curve from a 256-entry table
     (:func:`~colorization.color.rgb_u8_to_linear`), float input (after augmentation) computes
     it; they agree to 1e-4. About 20 small kernels in all: on a GPU, launching them is the cost.
+    L and ab come out contiguous, as models may ``view`` them.
     """
     if rgb.dtype == torch.uint8:
         lab = linear_to_lab(rgb_u8_to_linear(rgb), normalized=True)
         rgb = rgb.float().div_(255.0)
     else:
         lab = linear_to_lab(srgb_to_linear(rgb), normalized=True)
-    return {"L": lab[:, :1], "ab": lab[:, 1:], "rgb": rgb}
+    return {"L": lab[:, :1].contiguous(), "ab": lab[:, 1:].contiguous(), "rgb": rgb}
 
 
 def auto_workers(num_workers: int | str, limit: int = 8) -> int:
