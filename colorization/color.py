@@ -132,20 +132,18 @@ def rgb_u8_to_linear(rgb: torch.Tensor) -> torch.Tensor:
     return torch.take(srgb_to_linear_table(rgb.device), rgb.long())  # take: faster than indexing
 
 
-def rgb_u8_to_lab(rgb: torch.Tensor, lightness_only: bool = False, normalized: bool = False) -> torch.Tensor:
+def rgb_u8_to_lab(rgb: torch.Tensor, lightness_only: bool = False) -> torch.Tensor:
     """uint8 sRGB ``(B, 3, H, W)`` -> Lab ``(B, 3, H, W)`` (or ``(B, 1, H, W)``: L only), float32.
 
-    Equal to ``rgb_to_lab(rgb / 255)`` to float precision; ``normalized``: the network's
-    normalised channels, as :func:`linear_to_lab`.
+    Equal to ``rgb_to_lab(rgb / 255)`` to float precision.
     """
     if rgb.dtype != torch.uint8 or rgb.ndim != 4 or rgb.shape[1] != 3:
         raise ValueError(f"expected a uint8 (B, 3, H, W) tensor, got {tuple(rgb.shape)} {rgb.dtype}")
     linear = rgb_u8_to_linear(rgb)
     if lightness_only:  # Y alone: a third of the work
         r, g, b = linear.unbind(dim=-3)
-        lightness = (116.0 * _lab_f(_row(_MATRICES["rgb_to_xyz_white"][1], r, g, b)) - 16.0).unsqueeze(-3)
-        return normalize_l(lightness) if normalized else lightness
-    return linear_to_lab(linear, normalized)
+        return (116.0 * _lab_f(_row(_MATRICES["rgb_to_xyz_white"][1], r, g, b)) - 16.0).unsqueeze(-3)
+    return linear_to_lab(linear)
 
 
 def lab_to_rgb(lab: torch.Tensor, clip: bool = True) -> torch.Tensor:
