@@ -249,7 +249,7 @@ def main_process_overhead(root: Path, batch_size: int, num_workers: int, device:
     copy it to the device, augment and convert it) when the workers are far ahead and the
     crops tiny: per-batch and per-operation overheads only, the part that a fast GPU step
     cannot hide."""
-    dm = lab_datamodule(root, size, batch_size, 0, augment=DeviceAugmentation(), resize=size, train_repeats=1)
+    dm = lab_datamodule(root, size, batch_size, 0, augment=DeviceAugmentation(), train_repeats=1)
     dm.setup("fit")
     dataset = dm.datasets["train"]
     wanted = (batches + 1) * batch_size  # an epoch of just over `batches`: the workers then stop

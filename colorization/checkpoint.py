@@ -37,6 +37,7 @@ def net_from_checkpoint(checkpoint: dict[str, Any]) -> torch.nn.Module:
     from omegaconf import OmegaConf
 
     net = hydra.utils.instantiate(OmegaConf.create(checkpoint["colorization_config"]["model"]["net"]))
-    state = {key[4:]: value for key, value in checkpoint["state_dict"].items() if key.startswith("net.")}
+    prefix = "net."
+    state = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     net.load_state_dict(state)
     return net

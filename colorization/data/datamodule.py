@@ -85,9 +85,9 @@ class PhotoCrops(Dataset):
 
     def _generator(self, item: int, epoch: int | None) -> torch.Generator | None:
         """Fixed by (seed, epoch, item): the same crop and augmentation whichever worker makes
-        them, also after a resume; ``None`` (the worker's own generator) for a training item
-        without an epoch."""
-        if self.train and epoch is None:
+        them, also after a resume; ``None`` where nothing is drawn (centre crops) or for a
+        training item without an epoch (the worker's own generator)."""
+        if (self.train and epoch is None) or (not self.train and self.repeats == 1):
             return None
         return torch.Generator().manual_seed((self.seed * 1_000_003 + item) * 10_007 + (epoch or 0))
 
