@@ -1,7 +1,8 @@
-"""Reading a train.py checkpoint: the file alone, with ``weights_only=True``.
+"""Reading a train.py checkpoint: the file alone, with ``weights_only=True``, and its stored
+config checked by :mod:`colorization.safe_config` before anything is built from it.
 
 Kept free of Lightning and torchmetrics so that ``colorize`` starts in about a third of the
-time (importing Lightning takes seconds); ``eval.py`` and ``colorize`` share it.
+time (importing Lightning takes seconds); ``colorize``, ``eval.py`` and resume share it.
 """
 
 from __future__ import annotations
@@ -11,13 +12,35 @@ from typing import Any
 
 import torch
 
+from colorization.safe_config import UnsafeConfig, build, check
+
+#: a checkpoint never makes the program download (a stored ``download: true`` is ignored)
+_NO_DOWNLOADS = {"source": {"download": False}}
+
 
 class CheckpointError(RuntimeError):
-    """A checkpoint path that does not exist or does not hold a model written by train.py."""
+    """A checkpoint that does not exist, is not a train.py checkpoint, or asks for more than
+    the project allows; the message names the file."""
+
+
+def check_stored_config(config: Any) -> None:
+    """Refuse a stored run config (:class:`UnsafeConfig`, naming the key) whose model or
+    data section would build anything but the project's own classes from plain values."""
+    if not isinstance(config, dict):
+        raise UnsafeConfig(f"colorization_config: expected a mapping, got a {type(config).__name__}")
+    if not isinstance(config.get("model"), dict):
+        raise UnsafeConfig("colorization_config.model: missing")
+    check(config["model"], "task", "model")
+    if config.get("data") is not None:
+        check(config["data"], "datamodule", "data")
+    run_id = config.get("wandb_run_id")
+    if run_id is not None and not (isinstance(run_id, str) and run_id.isalnum() and len(run_id) <= 64):
+        raise UnsafeConfig("wandb_run_id: not a W&B run id")
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a train.py checkpoint with ``weights_only=True`` (no code runs while loading)."""
+    """Read a train.py checkpoint with ``weights_only=True`` (no code runs while loading) and
+    check its stored config (:func:`check_stored_config`)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -27,17 +50,53 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "colorization_config" not in checkpoint:
         raise CheckpointError(f"{path} is not a checkpoint written by train.py (no state_dict / colorization_config)")
+    if not isinstance(checkpoint["state_dict"], dict):
+        raise CheckpointError(f"{path}: its state_dict is not a mapping of tensors")
+    try:
+        check_stored_config(checkpoint["colorization_config"])
+    except UnsafeConfig as error:
+        raise CheckpointError(f"{path}: refused, its stored config asks for more than a model: {error}") from None
     return checkpoint
+
+
+def _load_weights(module: torch.nn.Module, state: dict[str, Any], what: str) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:2])[:300]
+        raise CheckpointError(f"the checkpoint's {what} config does not match its weights ({detail})") from None
+
+
+def _build(node: dict, kind: str, key: str) -> Any:
+    try:
+        return build(node, kind, key, overrides=_NO_DOWNLOADS)
+    except UnsafeConfig as error:
+        raise CheckpointError(f"refused: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"cannot rebuild {key} from the checkpoint's config ({error})") from None
 
 
 def net_from_checkpoint(checkpoint: dict[str, Any]) -> torch.nn.Module:
     """The network alone (``model.net`` of the config, weights ``net.*``), without building
     the LightningModule around it (no losses, metrics or Lightning import)."""
-    import hydra
-    from omegaconf import OmegaConf
-
-    net = hydra.utils.instantiate(OmegaConf.create(checkpoint["colorization_config"]["model"]["net"]))
+    net = _build(checkpoint["colorization_config"]["model"]["net"], "net", "model.net")
     prefix = "net."
     state = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    net.load_state_dict(state)
+    _load_weights(net, state, "model.net")
     return net
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any]) -> torch.nn.Module:
+    """The LightningModule a checkpoint was trained as, with its weights (no optimizer)."""
+    model = _build(checkpoint["colorization_config"]["model"], "task", "model")
+    _load_weights(model, checkpoint["state_dict"], "model")
+    return model
+
+
+def datamodule_from_checkpoint(checkpoint: dict[str, Any]) -> Any:
+    """The data the checkpoint was trained on, from its stored ``data`` config (never downloads)."""
+    data = checkpoint["colorization_config"].get("data")
+    if data is None:
+        raise CheckpointError("the checkpoint stores no data config: give data=<source>")
+    return _build(data, "datamodule", "data")

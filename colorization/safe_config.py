@@ -1,0 +1,171 @@
+"""Building objects from configs we do not trust: the run config stored in a checkpoint.
+
+A checkpoint is a file users download and share. ``torch.load(weights_only=True)`` keeps
+pickle from running code, but the config it carries would still run any callable if it
+went to ``hydra.utils.instantiate`` (``_target_: pathlib.Path.write_text``, a call hidden in
+an integer field, ``${oc.env:...}`` reading the environment). So a checkpoint's config is
+never given to Hydra or OmegaConf: :func:`check` walks it against :data:`REGISTRY` (the
+project's own classes, and which of their arguments hold another object of which kind) and
+:func:`build` calls those classes itself. Everything else must be a plain value (None,
+bool, int, float, str, lists of them); anything more is refused with one line naming the
+key. Configs the user writes (``conf/``, overrides) are trusted and go through Hydra.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class UnsafeConfig(ValueError):
+    """A config from a file that asks for more than the project allows; names the key."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Objects a config node may build: ``targets`` (name in a config -> "module:attr") and
+    the arguments that may hold a nested object (argument -> kind name; a plain value there,
+    such as the digits data's ``source: sklearn``, is checked as a plain value)."""
+
+    targets: dict[str, str]
+    children: dict[str, str] = field(default_factory=dict)
+    required: frozenset[str] = frozenset()  # children that must be a nested object
+
+
+def _targets(module: str, *names: str, alias: str | None = None) -> dict[str, str]:
+    """Both spellings a config uses: ``alias.Name`` (the package export) and ``module.Name``."""
+    found = {f"{module}.{n}": f"{module}:{n}" for n in names}
+    if alias:
+        found.update({f"{alias}.{n}": f"{module}:{n}" for n in names})
+    return found
+
+
+#: What a checkpoint may build. A new model, network or data class joins here (and its test
+#: in tests/test_checkpoint_safety.py checks that the project's checkpoints still load).
+REGISTRY: dict[str, Kind] = {
+    "task": Kind(
+        {
+            **_targets("colorization.tasks.colorization", "ColorizationModule", alias="colorization.tasks"),
+            **_targets("colorization.tasks.vae", "VAEColorizationModule", alias="colorization.tasks"),
+            **_targets("colorization.tasks.restoration", "RestorationModule", alias="colorization.tasks"),
+            **_targets("colorization.tasks.reconstruction", "ReconstructionModule", alias="colorization.tasks"),
+        },
+        {"net": "net", "degradation": "degradation"},
+        frozenset({"net"}),
+    ),
+    "net": Kind(
+        {
+            **_targets(
+                "colorization.models.baselines",
+                "GrayBaseline",
+                "MeanAbBaseline",
+                "NeighbourhoodLinear",
+                "NeighbourhoodMLP",
+                "PCABaseline",
+                alias="colorization.models",
+            ),
+            **_targets("colorization.models.cae", "StackedCAE", alias="colorization.models"),
+            **_targets("colorization.models.fusion", "FusionColorizer", alias="colorization.models"),
+            **_targets("colorization.models.linear_ae", "LinearAE", "LinearVAE", alias="colorization.models"),
+            **_targets("colorization.models.skip_cae", "SkipCAE", alias="colorization.models"),
+            **_targets("colorization.models.vae", "ConditionalVAE", alias="colorization.models"),
+        }
+    ),
+    "degradation": Kind(_targets("colorization.data.degrade", "Degradation")),
+    "datamodule": Kind(
+        {
+            **_targets("colorization.data.datamodule", "LabDataModule", alias="colorization.data"),
+            **_targets("colorization.data.digits", "DigitsDataModule"),
+        },
+        {"source": "source", "augment": "augment"},
+    ),
+    "source": Kind(
+        _targets(
+            "colorization.data.sources", "ImageFolder", "SamplePhotos", "TorchvisionImages", alias="colorization.data"
+        )
+    ),
+    "augment": Kind(_targets("colorization.data.augment", "DeviceAugmentation", alias="colorization.data")),
+}
+
+#: keys Hydra gives a meaning; of them a stored config may use only these two
+_ALLOWED_SPECIAL = {"_target_", "_partial_"}
+
+
+def _check_plain(value: Any, key: str) -> None:
+    if value is None or isinstance(value, (bool, int, float)):
+        return
+    if isinstance(value, str):
+        if "${" in value:
+            raise UnsafeConfig(f"{key}: interpolation {value[:60]!r} is not allowed in a stored config")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{key}[{i}]")
+        return
+    if isinstance(value, Mapping):
+        if "_target_" in value:
+            raise UnsafeConfig(f"{key}: a call ({str(value['_target_'])[:80]}) is not allowed here, only plain values")
+        raise UnsafeConfig(f"{key}: a mapping is not allowed here, only plain values (numbers, strings, lists)")
+    raise UnsafeConfig(f"{key}: a {type(value).__name__} is not a plain config value")
+
+
+def check(node: Any, kind: str, key: str) -> None:
+    """Raise :class:`UnsafeConfig` naming the key unless ``node`` builds only what
+    ``REGISTRY[kind]`` allows, with plain values everywhere else."""
+    if not isinstance(node, Mapping):
+        raise UnsafeConfig(f"{key}: expected a config with a _target_, got a {type(node).__name__}")
+    spec = REGISTRY[kind]
+    target = node.get("_target_")
+    if not isinstance(target, str) or target not in spec.targets:
+        shown = str(target)[:80] if target is not None else "no _target_"
+        raise UnsafeConfig(f"{key}._target_: {shown} is not a {kind} this project builds from a stored config")
+    for name, value in node.items():
+        where = f"{key}.{name}"
+        if not isinstance(name, str) or not name.isidentifier():
+            raise UnsafeConfig(f"{key}: key {str(name)[:40]!r} is not an argument name")
+        if name.startswith("_"):
+            if name not in _ALLOWED_SPECIAL:
+                raise UnsafeConfig(f"{where}: not allowed in a stored config")
+            if name == "_partial_" and not isinstance(value, bool):
+                raise UnsafeConfig(f"{where}: must be true or false")
+        elif name in spec.children and isinstance(value, Mapping):
+            check(value, spec.children[name], where)
+        elif name in spec.required:
+            raise UnsafeConfig(f"{where}: expected a config with a _target_, got a {type(value).__name__}")
+        else:
+            _check_plain(value, where)
+
+
+def _resolve(target: str, kind: str) -> Any:
+    module, attr = REGISTRY[kind].targets[target].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build(node: Mapping, kind: str, key: str, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
+    """Check ``node`` (:func:`check`), then build it by calling the registered classes
+    directly: no Hydra, no OmegaConf, no resolvers. ``overrides`` maps a kind to argument
+    values forced on every node of that kind (e.g. never download from a stored config)."""
+    check(node, kind, key)
+    return _build(node, kind, key, overrides or {})
+
+
+def _build(node: Mapping, kind: str, key: str, overrides: Mapping[str, Mapping[str, Any]]) -> Any:
+    spec = REGISTRY[kind]
+    kwargs = {}
+    for name, value in node.items():
+        if name in _ALLOWED_SPECIAL:
+            continue
+        if name in spec.children and isinstance(value, Mapping):
+            kwargs[name] = _build(value, spec.children[name], f"{key}.{name}", overrides)
+        else:
+            kwargs[name] = list(value) if isinstance(value, tuple) else value
+    for name, value in (overrides.get(kind) or {}).items():
+        if name in kwargs:
+            kwargs[name] = value
+    cls = _resolve(node["_target_"], kind)
+    if node.get("_partial_"):
+        return functools.partial(cls, **kwargs)
+    return cls(**kwargs)
