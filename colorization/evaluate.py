@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import hydra
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torchmetrics import Metric
 
-from colorization.checkpoint import CheckpointError, load_checkpoint
-from colorization.data import DataSourceError
+from colorization.checkpoint import CheckpointError, datamodule_from_checkpoint, load_checkpoint, model_from_checkpoint
+from colorization.data import DataSourceError, LabDataModule
 from colorization.io import write_text_atomic
 from colorization.metrics import FrechetDistanceEffNet
+from colorization.preflight import ConfigError, check_data_values, check_values
+from colorization.runtime import Interrupted, signals_interrupt
 from colorization.tasks import ColorizationModule
 from colorization.train import build_model, log_through_hydra
 
@@ -27,13 +28,6 @@ class EvaluationError(RuntimeError):
     """Something eval.py was asked for that cannot be done here; the message says why."""
 
 
-def model_from_checkpoint(checkpoint: dict[str, Any]) -> L.LightningModule:
-    """Rebuild the model a checkpoint was trained as, with its weights."""
-    model = hydra.utils.instantiate(OmegaConf.create(checkpoint["colorization_config"]["model"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model
-
-
 def markdown_table(name: str, split: str, metrics: dict[str, float]) -> str:
     rows = "\n".join(f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items()))
     return f"# {name} on the {split} split\n\n| metric | value |\n| --- | --- |\n{rows}\n"
@@ -41,20 +35,28 @@ def markdown_table(name: str, split: str, metrics: dict[str, float]) -> str:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Score ``cfg.ckpt_path`` (or the baseline ``cfg.model``) on ``cfg.split`` of the data."""
+    check_values(cfg, training=False)
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("ckpt_path"):
         checkpoint = load_checkpoint(cfg.ckpt_path)
-        model = model_from_checkpoint(checkpoint)
-        data_cfg = cfg.get("data") or OmegaConf.create(checkpoint["colorization_config"]["data"])
+        try:
+            model = model_from_checkpoint(checkpoint)
+            if cfg.get("data") is None:  # its own data, from the checked stored config
+                check_data_values(checkpoint["colorization_config"].get("data"), prefix="checkpoint data")
+                datamodule = datamodule_from_checkpoint(checkpoint)
+        except CheckpointError as error:
+            raise CheckpointError(f"{cfg.ckpt_path}: {error}") from None
         name = Path(cfg.ckpt_path).name
     elif cfg.get("model"):
-        model, data_cfg = build_model(cfg), cfg.get("data")
+        model = build_model(cfg)
         name = cfg.model.net._target_.rsplit(".", 1)[-1]
     else:
         raise EvaluationError("nothing to evaluate: give ckpt_path=PATH or model=<baseline> (e.g. model=gray)")
-    if data_cfg is None:
+    if cfg.get("data") is not None:
+        datamodule = hydra.utils.instantiate(cfg.data)
+    elif not cfg.get("ckpt_path"):
         raise DataSourceError("no data: give data=<source> (e.g. data=sample, or data=folder data.root=DIR)")
-    datamodule = hydra.utils.instantiate(data_cfg)
+    check_model_fits_data(model, datamodule)
     trainer_kwargs = dict(logger=False, enable_checkpointing=False, enable_model_summary=False, callbacks=[])
     if not cfg.get("ckpt_path") and isinstance(model, ColorizationModule):
         fit_baseline(model, datamodule, cfg, trainer_kwargs)
@@ -70,6 +72,16 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     write_text_atomic(out / "metrics.md", markdown_table(name, cfg.split, metrics))
     log.info("\n%s\nwritten to %s", markdown_table(name, cfg.split, metrics), out)
     return metrics
+
+
+def check_model_fits_data(model: L.LightningModule, datamodule: L.LightningDataModule) -> None:
+    """Colorizers score photos (LabDataModule); the digits autoencoders score digits."""
+    colorizer, photos = isinstance(model, ColorizationModule), isinstance(datamodule, LabDataModule)
+    if colorizer != photos:
+        wants = "photos (data=sample, data=folder ...)" if colorizer else "its own data (omit data=, e.g. data=digits)"
+        raise EvaluationError(
+            f"a {type(model).__name__} cannot be scored on {type(datamodule).__name__} data: it needs {wants}"
+        )
 
 
 def inception_fid() -> Metric:
@@ -117,10 +129,15 @@ def fit_baseline(model: ColorizationModule, datamodule, cfg: DictConfig, trainer
 
 
 def run(cfg: DictConfig) -> None:
-    """Hydra entry: evaluate; bad checkpoints and data are one line on stderr, exit code 2."""
+    """Hydra entry: evaluate; bad checkpoints and data are one line on stderr, exit code 2;
+    SIGTERM / SIGINT stop it with exit code 143 / 130 and no temporary file left."""
     log_through_hydra()
     try:
-        evaluate(cfg)
-    except (EvaluationError, CheckpointError, DataSourceError) as error:
+        with signals_interrupt():
+            evaluate(cfg)
+    except (EvaluationError, CheckpointError, DataSourceError, ConfigError) as error:
         log.error("%s", error)
         raise SystemExit(2) from None
+    except Interrupted as stop:  # metrics files are written atomically: none is left half-written
+        log.error("stopped by %s; nothing more written", stop)
+        raise SystemExit(stop.exit_code) from None

@@ -14,8 +14,10 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from colorization.checkpoint import CheckpointError, load_checkpoint
 from colorization.io import write_text_atomic
 from colorization.models import GrayBaseline
+from colorization.preflight import ConfigError, check_resume, check_values, resolve_ckpt_path
 from colorization.runtime import keep_freed_memory
 from colorization.tasks import ColorizationModule
 
@@ -94,31 +96,6 @@ def report(comparison: dict[str, float], history: list[float], ckpt_path: str | 
     return "\n".join(lines)
 
 
-def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """``ckpt_path``: a path; ``last``: this run folder's ``checkpoints/last.ckpt`` (a run
-    restarted in its own folder with ``hydra.run.dir=<run>``), else the newest ``last.ckpt``
-    under ``logs/<task_name>/runs``, missing ones being one clear error; ``auto``: this run
-    folder's ``last.ckpt`` if there is one, else a fresh start (for jobs a cluster requeues)."""
-    from colorization.data import DataSourceError
-
-    path = cfg.get("ckpt_path")
-    if path == "auto":  # a job that may be a re-run of itself (SLURM requeue): resume if it can
-        own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        return str(own) if own.is_file() else None
-    if path != "last":
-        if path and not Path(path).expanduser().is_file():
-            raise DataSourceError(f"ckpt_path: no checkpoint at {path}")
-        return str(Path(path).expanduser()) if path else None
-    own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    if own.is_file():
-        return str(own)
-    runs = Path(cfg.paths.log_dir) / cfg.task_name / "runs"
-    found = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise DataSourceError(f"ckpt_path=last: no last.ckpt in {own.parent} nor in any run under {runs}")
-    return str(found[-1])
-
-
 def wandb_run_id(cfg: DictConfig, ckpt_path: str | None) -> str | None:
     """The W&B run a resumed run continues: the id in its run folder, else in its checkpoint
     (read only then: a checkpoint is the whole training state)."""
@@ -126,8 +103,7 @@ def wandb_run_id(cfg: DictConfig, ckpt_path: str | None) -> str | None:
     if id_file.is_file():
         return id_file.read_text().strip()
     if ckpt_path:
-        stored = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("colorization_config", {})
-        return stored.get("wandb_run_id")
+        return load_checkpoint(ckpt_path)["colorization_config"].get("wandb_run_id")
     return None
 
 
@@ -135,9 +111,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and test) the configured model; return the logged metrics."""
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
+    check_values(cfg)  # train.py checked them already (Preflight); a config composed in Python not yet
+    ckpt_path = resolve_ckpt_path(cfg, cfg.paths.output_dir)
+    if ckpt_path:
+        check_resume(ckpt_path)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    ckpt_path = resolve_ckpt_path(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = build_model(cfg)
     logger_cfg = cfg.get("logger")
@@ -223,7 +202,7 @@ def run(cfg: DictConfig) -> float | None:
     log_through_hydra()
     try:
         metrics = train(cfg)
-    except DataSourceError as error:
+    except (DataSourceError, ConfigError, CheckpointError) as error:
         if in_multirun():
             return failed_job(cfg, error)
         log.error("%s", error)

@@ -168,7 +168,7 @@ def test_a_folder_of_only_broken_files_is_a_clear_error(tmp_path, photo_dir):
     shutil.copy(next(photo_dir.glob("*.jpg")), broken / "astronaut.jpg")
     write_bad_files(broken)
     (broken / "astronaut.jpg").unlink()
-    with pytest.warns(UserWarning), pytest.raises(ValueError, match="0 usable photo"):
+    with pytest.warns(UserWarning), pytest.raises(DataSourceError, match=r"too few usable photos.*0 photos kept"):
         make_dm(ImageFolder(broken))
 
 

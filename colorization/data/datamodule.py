@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from colorization.color import linear_to_lab, rgb_u8_to_linear, srgb_to_linear
 from colorization.data.augment import DRAWS, DeviceAugmentation
-from colorization.data.images import UnreadableImage
+from colorization.data.images import DataSourceError, UnreadableImage
 from colorization.data.scan import ScanReport, scan_source, split_by_photo
 from colorization.data.sources import ImageSource
 
@@ -70,6 +70,8 @@ class PhotoCrops(Dataset):
         self.image_size, self.resize = image_size, max(resize, image_size)
         self.train, self.repeats, self.seed = train, max(1, repeats), seed
         self.augment = augment if augment is not None and augment.enabled else None
+        #: photos that failed to load since set-up (each worker process keeps its own set)
+        self.lost: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.indices) * self.repeats
@@ -77,10 +79,18 @@ class PhotoCrops(Dataset):
     def _load(self, item: int) -> Image.Image:
         for attempt in range(len(self.indices)):
             index = self.indices[(item + attempt) % len(self.indices)]
+            if index in self.lost:
+                continue
             try:
                 return self.source.load(index, draft_size=self.resize)
-            except UnreadableImage as error:  # passed the set-up scan, failed now: skip it
-                warnings.warn(f"{error}; using the next photo instead", stacklevel=2)
+            except UnreadableImage as error:  # passed the set-up scan, failed now (deleted, changed): skip it
+                self.lost.add(index)  # from now on, in this process: one warning, not one per epoch
+                warnings.warn(
+                    f"{error}; it passed the set-up check, so it was changed or removed since. Using the next photo "
+                    f"instead, now and for the rest of this run ({len(self.lost)} photo(s) lost so far in this "
+                    "data-loading process)",
+                    stacklevel=2,
+                )
         raise UnreadableImage("no photo of this split can be decoded any more")
 
     def _generator(self, item: int, epoch: int | None) -> torch.Generator | None:
@@ -257,7 +267,13 @@ class LabDataModule(L.LightningDataModule):
         if self.splits is not None:
             return
         self.report = scan_source(self.source, self.min_colorfulness, self.scan_workers)
-        self.splits = split_by_photo(self.report.kept, self.fractions, self.seed)
+        try:
+            self.splits = split_by_photo(self.report.kept, self.fractions, self.seed)
+        except ValueError as error:
+            where = f" under {self.source.root}" if hasattr(self.source, "root") else ""
+            raise DataSourceError(
+                f"too few usable photos{where}: {self.report.summary()}; {error}. Add photos or change data.fractions"
+            ) from None
         for split, indices in self.splits.items():
             if indices:
                 train = split == "train"

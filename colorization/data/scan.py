@@ -45,11 +45,13 @@ def _check(source: ImageSource, index: int, min_colorfulness: float) -> tuple[st
         return "unreadable", str(error)
 
 
-def scan_source(source: ImageSource, min_colorfulness: float = 0.0, workers: int = 4) -> ScanReport:
+def scan_source(
+    source: ImageSource, min_colorfulness: float = 0.0, workers: int = 4, quiet: bool = False
+) -> ScanReport:
     """Decode every photo once (files only) and measure its colourfulness.
 
     Unreadable files and photos whose Hasler-Suesstrunk colourfulness is below
-    ``min_colorfulness`` are skipped; one warning per kind counts them.
+    ``min_colorfulness`` are skipped; one warning per kind counts them (none if ``quiet``).
     """
     report = ScanReport()
     if not source.reads_files and min_colorfulness <= 0:
@@ -64,6 +66,8 @@ def scan_source(source: ImageSource, min_colorfulness: float = 0.0, workers: int
                 report.unreadable[source.name(index)] = value
             else:
                 report.colorless[source.name(index)] = value
+    if quiet:
+        return report
     if report.unreadable:
         examples = "; ".join(list(report.unreadable.values())[:3])
         warnings.warn(

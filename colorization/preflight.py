@@ -1,0 +1,224 @@
+"""Checks that run before anything is scanned, built or written: config values, and the
+checkpoint a resume or an evaluation will open.
+
+``train.py`` and ``eval.py`` run them from a Hydra callback (:class:`Preflight`, in
+``conf/hydra/default.yaml``) *before* Hydra creates or touches the run folder, so a bad value
+or an unreadable checkpoint is one line on stderr, exit code 2, in about a second, and a
+failed resume leaves its run folder byte-identical. ``colorization.train`` and
+``colorization.evaluate`` call them again for configs composed in Python. Nothing here
+imports Lightning; torch only when there is a checkpoint to open.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value of the wrong type or range; the message names the key and the value."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _need(ok: bool, key: str, value: Any, what: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {what}, got {value!r}")
+
+
+#: data keys: (check, what it must be); a missing key is left to the class default
+_DATA_RULES = {
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "eval_batch_size": (lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
+    "image_size": (lambda v: _is_int(v) and 1 <= v <= 16384, "an integer in 1..16384 (px)"),
+    "resize": (lambda v: v is None or (_is_int(v) and 1 <= v <= 16384), "null or an integer in 1..16384 (px)"),
+    "num_workers": (lambda v: v == "auto" or (_is_int(v) and 0 <= v <= 256), "'auto' or an integer in 0..256"),
+    "scan_workers": (lambda v: _is_int(v) and 1 <= v <= 256, "an integer in 1..256"),
+    "train_repeats": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "eval_repeats": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "min_colorfulness": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "seed": (lambda v: v is None or _is_int(v), "an integer"),
+}
+_TRAINER_RULES = {
+    "max_epochs": (lambda v: v is None or (_is_int(v) and v >= -1), "an integer >= 1 (-1: no limit)"),
+    "max_steps": (lambda v: v is None or (_is_int(v) and v >= -1), "an integer >= 1 (-1: no limit)"),
+}
+
+
+def check_fractions(value: Any, key: str = "data.fractions", training: bool = False) -> None:
+    items = list(value) if isinstance(value, (list, tuple)) or OmegaConf.is_list(value) else None
+    _need(items is not None and len(items) == 3, key, value, "three fractions [train, val, test]")
+    _need(all(_is_number(f) and f >= 0 for f in items), key, value, "three numbers >= 0")
+    _need(abs(sum(items) - 1) <= 1e-6, key, value, f"fractions that sum to 1 (they sum to {sum(items):g})")
+    if training:
+        _need(items[0] > 0, key, value, "fractions with a training share > 0 to train on")
+
+
+def check_data_values(data: Mapping | None, prefix: str = "data", training: bool = False) -> None:
+    """Types and ranges of a data config (``cfg.data`` or a checkpoint's stored one)."""
+    if not data:
+        return
+    if isinstance(data, DictConfig) and OmegaConf.is_missing(data, "root"):
+        raise ConfigError(f"{prefix}.root is not set: give the folder of photos, {prefix}.root=DIR")
+    for key, (ok, what) in _DATA_RULES.items():
+        if key in data:
+            _need(ok(data[key]), f"{prefix}.{key}", data[key], what)
+    if "fractions" in data:
+        check_fractions(data["fractions"], f"{prefix}.fractions", training)
+
+
+#: a folder source of at most this many image files is checked (decoded) in the preflight,
+#: so "too few usable photos" is one line before Lightning is imported; larger folders are
+#: checked by the DataModule's set-up scan (the same check, one line too, seconds later)
+PREFLIGHT_SCAN_LIMIT = 200
+
+
+def check_photo_folder(data: Mapping) -> None:
+    """A ``data=folder`` source: the folder exists and, when small, holds enough usable photos
+    for the splits (:func:`colorization.data.scan.split_by_photo`)."""
+    source = data.get("source")
+    target = source.get("_target_", "") if isinstance(source, Mapping) else ""
+    if not str(target).endswith("ImageFolder") or not data.get("root"):
+        return
+    from colorization.data.images import DataSourceError, find_images
+
+    try:
+        paths = find_images(data["root"])
+    except DataSourceError as error:
+        raise ConfigError(f"data.root: {error}") from None
+    if len(paths) > PREFLIGHT_SCAN_LIMIT:
+        return
+    from colorization.data.scan import scan_source, split_by_photo
+    from colorization.data.sources import ImageFolder
+
+    report = scan_source(ImageFolder(data["root"]), data.get("min_colorfulness") or 0.0, quiet=True)
+    try:
+        split_by_photo(report.kept, tuple(data.get("fractions") or (0.8, 0.1, 0.1)), 0)
+    except ValueError as error:
+        raise ConfigError(f"data.root: too few usable photos in {data['root']}: {report.summary()}; {error}") from None
+
+
+def check_values(cfg: Mapping, training: bool = True) -> None:
+    """Everything checkable in a train or eval config before data or models are built."""
+    check_data_values(cfg.get("data"), training=training)
+    if cfg.get("data"):
+        check_photo_folder(cfg["data"])
+    for key, (ok, what) in _TRAINER_RULES.items():
+        trainer = cfg.get("trainer") or {}
+        if key in trainer:
+            _need(ok(trainer[key]), f"trainer.{key}", trainer[key], what)
+    if "seed" in cfg:
+        _need(cfg["seed"] is None or _is_int(cfg["seed"]), "seed", cfg["seed"], "an integer")
+
+
+def resolve_ckpt_path(cfg: Mapping, run_dir: str | Path) -> str | None:
+    """``ckpt_path``: a path; ``last``: this run folder's ``checkpoints/last.ckpt`` (a run
+    restarted in its own folder with ``hydra.run.dir=<run>``), else the newest ``last.ckpt``
+    under ``logs/<task_name>/runs``; ``auto``: this run folder's ``last.ckpt`` if there is
+    one, else a fresh start (for jobs a cluster requeues)."""
+    from colorization.checkpoint import CheckpointError
+
+    path = cfg.get("ckpt_path")
+    own = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if path == "auto":
+        return str(own) if own.is_file() else None
+    if path != "last":
+        if path and not Path(path).expanduser().is_file():
+            raise CheckpointError(f"ckpt_path: no checkpoint at {path}")
+        return str(Path(path).expanduser()) if path else None
+    if own.is_file():
+        return str(own)
+    runs = Path(cfg["paths"]["log_dir"]) / cfg["task_name"] / "runs"
+    found = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise CheckpointError(f"ckpt_path=last: no last.ckpt in {own.parent} nor in any run under {runs}")
+    return str(found[-1])
+
+
+def check_resume(path: str | Path) -> None:
+    """A checkpoint to resume from: readable, safe (:func:`load_checkpoint`) and a whole
+    training state. The error says how to go on: start over, or pick another checkpoint."""
+    from colorization.checkpoint import CheckpointError, load_checkpoint
+
+    path = Path(path)
+    try:
+        checkpoint = load_checkpoint(path)
+        missing = [k for k in ("epoch", "global_step", "loops") if k not in checkpoint]
+        if missing:
+            raise CheckpointError(f"{path} holds weights but no training state ({', '.join(missing)}) to resume")
+    except CheckpointError as error:
+        others = sorted(p.name for p in path.parent.glob("*.ckpt") if p.name != path.name)
+        choice = f"ckpt_path={path.parent / others[-1]}" if others else "ckpt_path=<another .ckpt>"
+        raise CheckpointError(
+            f"cannot resume: {error}. Nothing was changed. Start over without ckpt_path, or pick another "
+            f"checkpoint ({choice})"
+        ) from None
+
+
+#: the data each task scores on: colorizers on photos, the digits autoencoders on digits
+_TASK_DATA = {
+    "ColorizationModule": "LabDataModule",
+    "VAEColorizationModule": "LabDataModule",
+    "RestorationModule": "LabDataModule",
+    "ReconstructionModule": "DigitsDataModule",
+}
+
+
+def check_eval_checkpoint(path: str | Path, data: Mapping | None) -> None:
+    """A checkpoint to score: safe (:func:`load_checkpoint`), its network's config matching
+    its weights, and the data (``data``, else its own stored data) of the kind its task takes."""
+    from colorization.checkpoint import CheckpointError, load_checkpoint, net_from_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    stored = checkpoint["colorization_config"]
+    try:
+        net_from_checkpoint(checkpoint)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    if data is None:
+        check_data_values(stored.get("data"), prefix="checkpoint data")
+        data = stored.get("data")
+    task = str(stored["model"]["_target_"]).rsplit(".", 1)[-1]
+    kind = str((data or {}).get("_target_", "")).rsplit(".", 1)[-1]
+    wants = _TASK_DATA.get(task)
+    if data and wants and kind != wants:
+        hint = "photos: data=sample or data=folder" if wants == "LabDataModule" else "digits: omit data="
+        raise ConfigError(f"data: {path} holds a {task}, which scores {wants} data ({hint}), not {kind}")
+
+
+def run_checks(cfg: DictConfig, config_name: str | None, run_dir: str | Path) -> None:
+    """The checks of :class:`Preflight`, callable without Hydra's runtime."""
+    check_values(cfg, training=config_name != "eval")
+    if config_name == "eval":
+        if cfg.get("ckpt_path"):
+            check_eval_checkpoint(cfg.ckpt_path, cfg.get("data"))
+        return
+    path = resolve_ckpt_path(cfg, run_dir)
+    if path:
+        check_resume(path)
+
+
+class Preflight(Callback):
+    """Hydra callback: :func:`run_checks` before the run folder is created or written."""
+
+    def on_run_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
+        from colorization.checkpoint import CheckpointError
+
+        script = f"{config_name}.py" if config_name else "colorization"
+        try:
+            run_checks(config, config_name, config.hydra.run.dir)
+        except (ConfigError, CheckpointError) as error:
+            print(f"{script}: error: {error}", file=sys.stderr, flush=True)
+            sys.exit(2)
