@@ -3,6 +3,7 @@ uninterrupted run ends, with the same weights and validation loss."""
 
 from __future__ import annotations
 
+import csv
 import signal
 
 import pytest
@@ -16,6 +17,11 @@ from tests.test_train import TINY, run_script
 # 7 training photos x 2 crops / batch 4 -> 3 steps per epoch; 3 epochs = 9 steps
 RUN = [*TINY, "trainer.max_epochs=3", "trainer.accelerator=cpu", "test=false", "compare_gray=false",
        "callbacks.progress_bar=null", "callbacks.last_checkpoint.every_n_train_steps=2"]  # fmt: skip
+
+
+def csv_rows(run_dir) -> list[dict[str, str]]:
+    with open(run_dir / "csv" / "metrics.csv", newline="") as file:
+        return list(csv.DictReader(file))
 
 
 def final_state(run_dir) -> tuple[int, dict]:
@@ -32,9 +38,17 @@ def test_killed_mid_epoch_and_resumed_equals_uninterrupted(tmp_path, compose_cfg
     assert killed.returncode == -signal.SIGKILL
     step_at_kill, _ = final_state(tmp_path / "killed")
     assert step_at_kill == 4
+    logged_before_kill = csv_rows(tmp_path / "killed")
+    assert any(row["val/loss"] for row in logged_before_kill)  # epoch 0, flushed before the kill
     resumed = run_script("train.py", *RUN, "ckpt_path=last", f"hydra.run.dir={tmp_path / 'killed'}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from" in resumed.stdout + resumed.stderr
+    # the metrics log keeps every row logged before the kill, then goes on
+    after = csv_rows(tmp_path / "killed")
+    assert [
+        {k: row[k] for k in logged_before_kill[0]} for row in after[: len(logged_before_kill)]
+    ] == logged_before_kill
+    assert max(int(row["step"]) for row in after) > max(int(row["step"]) for row in logged_before_kill)
 
     (step_a, weights_a), (step_b, weights_b) = final_state(tmp_path / "whole"), final_state(tmp_path / "killed")
     assert step_a == step_b == 9
