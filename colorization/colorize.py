@@ -2,7 +2,7 @@
 
     colorize old_photos/ scan.tif 'more/*.jpg' --ckpt logs/train/runs/<run>/checkpoints/last.ckpt -o colorized/
     colorize photo.jpg --ckpt vae.ckpt -o out/ --samples 4 --compare
-    colorize export --ckpt last.ckpt --format onnx -o colorizer.onnx
+    colorize-export --ckpt last.ckpt --format onnx -o colorizer.onnx
 
 How a photo is coloured: it is decoded to 8-bit sRGB (any mode, EXIF rotation applied) and
 seen as gray (its Lab lightness L; a colour photo loses its colour first). Only a
@@ -14,8 +14,14 @@ Full-resolution work runs in strips of rows: memory stays bounded on large scans
 
 Each input is handled on its own: a file that cannot be read gets one line on stderr and the
 run goes on; the exit code is 1 when any input failed, 2 when nothing could start (bad
-checkpoint or options). Inputs are never overwritten, outputs are written atomically, and
-existing outputs are skipped unless ``--overwrite``.
+checkpoint or options), 130 / 143 when stopped by SIGINT / SIGTERM (the photo being written
+is dropped, finished ones are kept). Inputs are never overwritten, outputs are written
+atomically, and existing outputs are skipped unless ``--overwrite``. Outputs are marked as
+colorize's own (PNG text / JPEG comment): found again in the output folder (``-o`` = the
+input folder), they are not taken as inputs, so a repeated run does nothing.
+
+The checkpoint is untrusted input: it is read with ``weights_only=True`` and its stored
+config builds only the project's own classes (:mod:`colorization.safe_config`).
 """
 
 from __future__ import annotations
@@ -32,16 +38,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from torch import nn
 
-from colorization.checkpoint import CheckpointError, load_checkpoint, net_from_checkpoint
+from colorization.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, net_from_checkpoint
 from colorization.color import AB_SCALE, lab_to_rgb_preserving_l, normalize_l, rgb_to_lab_norm, rgb_u8_to_lab
-from colorization.data.images import IMAGE_EXTENSIONS, UnreadableImage, open_rgb
-from colorization.io import atomic_path, save_image_atomic
+from colorization.data.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, UnreadableImage, open_rgb
+from colorization.io import atomic_path, remove_stale_temp_files, save_image_atomic
+from colorization.runtime import Interrupted, signals_interrupt
 
 #: pixels per strip of rows in full-resolution work (bounds the float intermediates)
 STRIP_PIXELS = 1 << 20
 FORMATS = {"png": ".png", "jpg": ".jpg"}
+#: written into every output (PNG text chunk "Software", JPEG comment) to recognise it later
+OUTPUT_MARK = "colorization colorize"
 
 
 class ColorizeError(RuntimeError):
@@ -102,8 +112,6 @@ def colorizer_from_checkpoint(checkpoint: dict) -> Colorizer:
     model_cfg = checkpoint["colorization_config"].get("model") or {}
     can_sample = COLORIZATION_TASKS.get(model_cfg.get("_target_"))
     if can_sample is None or "net" not in model_cfg:
-        from colorization.evaluate import model_from_checkpoint
-
         return Colorizer.from_module(model_from_checkpoint(checkpoint))
     output = (checkpoint.get("hyper_parameters") or {}).get("output", model_cfg.get("output", "ab"))
     return Colorizer(net_from_checkpoint(checkpoint), output, can_sample)
@@ -241,15 +249,42 @@ class Job:
     outputs: dict[str, Path] = field(default_factory=dict)  # kind ("colorized", "sample1", "compare") -> path
 
 
-def expand_inputs(inputs: Sequence[str], out_dir: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
+def output_mark(fmt: str) -> dict:
+    """Pillow save arguments that mark a file as colorize's output."""
+    if fmt == "jpg":
+        return {"comment": OUTPUT_MARK.encode()}
+    info = PngInfo()
+    info.add_text("Software", OUTPUT_MARK)
+    return {"pnginfo": info}
+
+
+def is_own_output(path: Path) -> bool:
+    """Whether ``path`` carries :data:`OUTPUT_MARK` (reads the header only)."""
+    try:
+        with Image.open(path) as image:
+            mark = image.info.get("Software") or image.info.get("comment") or ""
+    except Exception:  # noqa: BLE001 - not an image we wrote
+        return False
+    return (mark.decode(errors="replace") if isinstance(mark, bytes) else str(mark)) == OUTPUT_MARK
+
+
+def expand_inputs(inputs: Sequence[str], out_dir: Path) -> tuple[list[tuple[Path, Path]], list[str], int]:
     """Files, folders (recursive) and globs -> ([(file, its path relative to the output
-    folder)], [errors]). Files already under ``out_dir`` are not inputs (earlier outputs)."""
+    folder)], [errors], number of earlier outputs left out). Earlier outputs are files under
+    ``out_dir`` that a folder or glob found: all of them when ``out_dir`` is a sub-folder of
+    the input folder, else those marked as colorize's own (``-o`` = the input folder)."""
     found: list[tuple[Path, Path]] = []
     errors: list[str] = []
     out_resolved = out_dir.resolve()
+    left_out = 0
 
-    def earlier_output(path: Path, folder: Path) -> bool:  # written into a sub-folder of an input folder
-        return folder.resolve() != out_resolved and path.resolve().is_relative_to(out_resolved)
+    def earlier_output(path: Path, folder: Path) -> bool:
+        nonlocal left_out
+        inside = path.resolve().is_relative_to(out_resolved)
+        if inside and (folder.resolve() != out_resolved or is_own_output(path)):
+            left_out += 1
+            return True
+        return False
 
     for arg in inputs:
         path = Path(arg).expanduser()
@@ -257,7 +292,7 @@ def expand_inputs(inputs: Sequence[str], out_dir: Path) -> tuple[list[tuple[Path
             wanted = {e.lower() for e in IMAGE_EXTENSIONS}
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
             files = [p for p in files if not earlier_output(p, path)]
-            if not files:
+            if not files and not left_out:
                 errors.append(f"{path}: no images ({', '.join(sorted(wanted))}) in this folder")
             found += [(p, p.relative_to(path)) for p in files]
         elif path.is_file():
@@ -265,12 +300,13 @@ def expand_inputs(inputs: Sequence[str], out_dir: Path) -> tuple[list[tuple[Path
         elif glob.has_magic(arg):
             matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
             files = [m for m in matches if m.is_file() and not earlier_output(m, m.parent)]
-            if not files:
+            if not files and not left_out:
                 errors.append(f"{arg}: no file matches this pattern")
             found += [(m, Path(m.name)) for m in files]
         else:
-            errors.append(f"{arg}: no such file or folder")
-    return found, errors
+            hint = " (to export a model: colorize-export --ckpt CKPT)" if arg == "export" else ""
+            errors.append(f"{arg}: no such file or folder{hint}")
+    return found, errors, left_out
 
 
 def plan(found: list[tuple[Path, Path]], out_dir: Path, fmt: str, samples: int, compare: bool) -> tuple[list, list]:
@@ -307,9 +343,11 @@ class Summary:
     done: int = 0
     skipped: int = 0
     failed: int = 0
+    own: int = 0
 
     def line(self) -> str:
-        return f"colorize: {self.done} done, {self.skipped} skipped (output exists), {self.failed} failed"
+        own = f", {self.own} earlier outputs left out" if self.own else ""
+        return f"colorize: {self.done} done, {self.skipped} skipped (output exists), {self.failed} failed{own}"
 
 
 def chunks(items: list, size: int) -> Iterator[list]:
@@ -326,12 +364,13 @@ def fail(summary: Summary, message: str) -> None:
 def colorize_jobs(jobs: list[Job], colorizer: Colorizer, args: argparse.Namespace, summary: Summary) -> None:
     device = next(colorizer.parameters(), torch.zeros(())).device
     save_kwargs = {"quality": args.quality} if args.format == "jpg" else {}
+    save_kwargs.update(output_mark(args.format))
     generator = torch.Generator(device=device).manual_seed(args.seed)
     for batch in chunks(jobs, args.batch_size):
         loaded = []
         for job in batch:
             try:
-                rgb_u8 = np.asarray(open_rgb(job.source))
+                rgb_u8 = np.asarray(open_rgb(job.source, max_pixels=args.max_pixels))
             except (UnreadableImage, OSError, ValueError, MemoryError) as error:
                 fail(summary, str(error) if str(job.source) in str(error) else f"{job.source}: {error}")
                 continue
@@ -363,10 +402,10 @@ def colorize_jobs(jobs: list[Job], colorizer: Colorizer, args: argparse.Namespac
             print(f"{job.source} -> {job.outputs['colorized']} ({width}x{height}, {seconds:.1f} s)", flush=True)
 
 
-def colorize(args: argparse.Namespace) -> Summary:
+def colorize(args: argparse.Namespace, summary: Summary | None = None) -> Summary:
     out_dir = Path(args.output).expanduser()
-    summary = Summary()
-    found, errors = expand_inputs(args.inputs, out_dir)
+    summary = summary if summary is not None else Summary()
+    found, errors, summary.own = expand_inputs(args.inputs, out_dir)
     jobs, plan_errors = plan(found, out_dir, args.format, args.samples, args.compare)
     for message in errors + plan_errors:
         fail(summary, message)
@@ -382,7 +421,9 @@ def colorize(args: argparse.Namespace) -> Summary:
     if args.samples and not colorizer.can_sample:
         raise ColorizeError("--samples needs a model that can sample (model=vae); this checkpoint's cannot")
     check_size(colorizer, args.size, device)
-    Image.MAX_IMAGE_PIXELS = args.max_pixels
+    for folder in sorted({p.parent for job in jobs for p in job.outputs.values()}):
+        if removed := remove_stale_temp_files(folder):
+            print(f"colorize: removed {removed} temporary file(s) a killed run left in {folder}", file=sys.stderr)
     colorize_jobs(jobs, colorizer, args, summary)
     return summary
 
@@ -391,12 +432,19 @@ def colorize(args: argparse.Namespace) -> Summary:
 
 
 def export(args: argparse.Namespace) -> Path:
-    """Write the colorizer (L in, ab out, working size, dynamic batch) as ONNX or TorchScript."""
+    """Write the colorizer (L in, ab out, working size, dynamic batch) as ONNX or TorchScript.
+    An existing file is replaced only with ``--overwrite``, the checkpoint never."""
+    suffix = {"onnx": ".onnx", "torchscript": ".pt"}[args.format]
+    path = Path(args.output or Path(args.ckpt).with_suffix(suffix)).expanduser()
+    if path.exists() and path.resolve() == Path(args.ckpt).expanduser().resolve():
+        raise ColorizeError(f"-o {path}: that is the checkpoint itself; choose another file")
+    if path.is_dir():
+        raise ColorizeError(f"-o {path}: is a folder; give the file to write, e.g. {path / ('colorizer' + suffix)}")
+    if path.exists() and not args.overwrite:
+        raise ColorizeError(f"-o {path}: the file exists; add --overwrite to replace it")
     colorizer, trained_size = load_colorizer(args.ckpt, torch.device("cpu"))
     size = args.size or trained_size
     check_size(colorizer, size, torch.device("cpu"))
-    suffix = {"onnx": ".onnx", "torchscript": ".pt"}[args.format]
-    path = Path(args.output or Path(args.ckpt).with_suffix(suffix)).expanduser()
     example = torch.zeros(2, 1, size, size)
     export_model(colorizer, example, path, args.format)
     return path
@@ -432,7 +480,7 @@ def colorize_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="colorize",
         description="Colour gray (or colour, seen as gray) photos with a trained checkpoint, at full resolution. "
-        "`colorize export --help` exports a checkpoint to ONNX or TorchScript.",
+        "`colorize-export --help` exports a checkpoint to ONNX or TorchScript.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
     parser.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
@@ -448,14 +496,17 @@ def colorize_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --samples draws")
     parser.add_argument(
-        "--max-pixels", type=int, default=200_000_000, help="refuse larger images (decompression bombs)"
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images of more pixels (width x height), before decoding (default {DEFAULT_MAX_PIXELS:,})",
     )
     return parser
 
 
 def export_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="colorize export",
+        prog="colorize-export",
         description="Export a checkpoint's colorizer: input 'L' (B, 1, S, S) = (Lab L - 50) / 50, output 'ab' "
         "(B, 2, S, S) = Lab ab / 110, S the working size, any batch size B.",
     )
@@ -463,6 +514,7 @@ def export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     parser.add_argument("-o", "--output", default=None, help="file to write (default: next to the checkpoint)")
     parser.add_argument("--size", type=int, default=None, help="working size S (default: the training crop size)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser
 
 
@@ -477,27 +529,50 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         parser.error("--quality must be in 1..100")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    exporting = bool(argv) and argv[0] == "export"
-    parser = export_parser() if exporting else colorize_parser()
-    args = parser.parse_args(argv[1:] if exporting else argv)
+def _run(argv: Sequence[str] | None, parser: argparse.ArgumentParser, job) -> int:
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     check_args(args, parser)
     torch.set_grad_enabled(False)
+    summary = Summary()
     try:
-        if exporting:
-            print(f"exported {export(args)}")
-            return 0
-        summary = colorize(args)
+        with signals_interrupt():
+            return job(args, summary)
     except ColorizeError as error:
-        print(f"colorize: error: {error}", file=sys.stderr)
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        message = f"{parser.prog}: stopped by {stop}: {summary.done} done, the one in progress not written"
+        print(message, file=sys.stderr)
+        return stop.exit_code
+
+
+def _colorize_job(args: argparse.Namespace, summary: Summary) -> int:
+    colorize(args, summary)
     print(summary.line(), file=sys.stderr)
     return 1 if summary.failed else 0
 
 
+def _export_job(args: argparse.Namespace, summary: Summary) -> int:
+    print(f"exported {export(args)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``colorize INPUT... --ckpt CKPT -o OUTDIR``; returns the exit code."""
+    return _run(argv, colorize_parser(), _colorize_job)
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """``colorize-export --ckpt CKPT [--format onnx|torchscript] [-o FILE]``; returns the exit code."""
+    return _run(argv, export_parser(), _export_job)
+
+
 def _entry() -> None:  # console script
     sys.exit(main())
+
+
+def _export_entry() -> None:  # console script
+    sys.exit(export_main())
 
 
 if __name__ == "__main__":

@@ -1,9 +1,14 @@
-"""Process-level settings that make training faster without changing its results."""
+"""Process-level settings: stopping cleanly on signals, and memory settings that make
+training faster without changing its results."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 # glibc mallopt parameters
 _M_TRIM_THRESHOLD = -1
@@ -27,3 +32,35 @@ def keep_freed_memory(limit_bytes: int = 2**31 - 1) -> bool:
         return False
     limit = ctypes.c_int(min(limit_bytes, 2**31 - 1))
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, limit) and libc.mallopt(_M_TRIM_THRESHOLD, limit))
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT, raised where the program was, so ``finally`` / ``except
+    BaseException`` clean-ups (temporary files) run. ``exit_code`` is the conventional
+    128 + signal number (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+def _raise_interrupted(signum: int, frame) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def signals_interrupt(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+    """Inside the block, ``signums`` raise :class:`Interrupted` instead of killing the
+    process (SIGTERM's default) or raising KeyboardInterrupt; the old handlers come back
+    after. ``timeout``, cron, SLURM and Kubernetes stop jobs with SIGTERM. A no-op outside
+    the main thread (Python delivers signals there only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise_interrupted) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -113,7 +113,7 @@ def test_folder_of_good_and_bad_files(ckpt, photos, tmp_path, capsys):
     assert len(errors) == len(bad)
     for name in bad:
         assert sum(name in line for line in errors) == 1, f"{name} not reported once in:\n{err}"
-    assert "too large" in next(line for line in errors if "bomb.png" in line)
+    assert "over the limit of 200,000,000" in next(line for line in errors if "bomb.png" in line)
     assert f"{len(good)} done, 0 skipped (output exists), {len(bad)} failed" in err
     assert "Traceback" not in err
     assert digest(tmp_path / "in") == before  # inputs untouched
@@ -182,16 +182,13 @@ def test_compare_panels_and_console_script(ckpt, photos, tmp_path):
 
 def test_network_alone_colours_as_the_whole_trained_module(ckpt, monkeypatch):
     from colorization import colorize
-    from colorization.checkpoint import load_checkpoint
-    from colorization.evaluate import model_from_checkpoint
+    from colorization.checkpoint import load_checkpoint, model_from_checkpoint
 
     checkpoint = load_checkpoint(ckpt)
     light = colorize.colorizer_from_checkpoint(checkpoint).eval()
-    from colorization import evaluate
-
     modules = []
     monkeypatch.setattr(
-        evaluate, "model_from_checkpoint", lambda c: modules.append(model_from_checkpoint(c)) or modules[-1]
+        colorize, "model_from_checkpoint", lambda c: modules.append(model_from_checkpoint(c)) or modules[-1]
     )
     monkeypatch.setattr(colorize, "COLORIZATION_TASKS", {})  # an unknown task: through its LightningModule
     full = colorize.colorizer_from_checkpoint(checkpoint).eval()

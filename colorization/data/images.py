@@ -8,7 +8,6 @@ the file, so callers can skip it and count it.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,29 @@ from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
+#: the largest image (width x height) decoded by default, in training and ``colorize``;
+#: checked on the file's header, before any pixel is decoded (decompression bombs)
+DEFAULT_MAX_PIXELS = 200_000_000
+
+# Pillow's own guard warns above MAX_IMAGE_PIXELS and refuses only above twice that; every
+# decode here goes through open_rgb, which refuses exactly above its ``max_pixels``.
+Image.MAX_IMAGE_PIXELS = None
+
 
 class UnreadableImage(OSError):
     """A file that is not a decodable image (corrupt, truncated, empty, wrong format)."""
+
+
+class ImageTooLarge(UnreadableImage):
+    """An image with more pixels than the limit; refused before decoding."""
+
+
+def check_pixels(path: Path, width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{path}: {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,} "
+            "(raise it with --max-pixels)"
+        )
 
 
 class DataSourceError(RuntimeError):
@@ -79,38 +98,47 @@ def pil_to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _read_with_imageio(path: Path) -> Image.Image:
+def _read_with_imageio(path: Path, max_pixels: int | None) -> Image.Image:
     import imageio.v3 as iio
 
+    shape = iio.improps(path).shape  # from the header: the size is checked before decoding
+    planar = len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4)
+    height, width = shape[-2:] if planar else shape[:2]
+    check_pixels(path, int(width), int(height), max_pixels)
     array = iio.imread(path)
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
         array = np.moveaxis(array, 0, -1)  # planar TIFF (C, H, W)
     return Image.fromarray(array_to_rgb(array))
 
 
-def open_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
+def open_rgb(
+    path: str | Path, draft_size: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Image.Image:
     """Decode ``path`` to an 8-bit RGB image.
 
     ``draft_size`` lets JPEG decoding skip resolution it does not need (the result is at
     least that large on its shorter side); it speeds up scans and small training crops.
-    Raises :class:`UnreadableImage` naming the file when it cannot be decoded.
+    An image over ``max_pixels`` (width x height, from the header) raises
+    :class:`ImageTooLarge` before anything is decoded (``None``: no limit). Raises
+    :class:`UnreadableImage` naming the file when it cannot be decoded.
     """
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if draft_size is not None and image.format == "JPEG":
-                    scale = min(image.size) / draft_size
-                    if scale >= 2:
-                        image.draft("RGB", (int(image.size[0] / scale), int(image.size[1] / scale)))
-                image.load()
-                return pil_to_rgb(image)
-    except Image.DecompressionBombError as error:  # do not retry: the fallback would allocate it
-        raise UnreadableImage(f"{path}: too large to decode safely ({error})") from error
+        with Image.open(path) as image:
+            check_pixels(path, *image.size, max_pixels)
+            if draft_size is not None and image.format == "JPEG":
+                scale = min(image.size) / draft_size
+                if scale >= 2:
+                    image.draft("RGB", (int(image.size[0] / scale), int(image.size[1] / scale)))
+            image.load()
+            return pil_to_rgb(image)
+    except ImageTooLarge:  # do not retry: the fallback would decode it
+        raise
     except Exception as pil_error:  # noqa: BLE001 - any decoder failure means "unreadable"
         try:
-            return _read_with_imageio(path)
+            return _read_with_imageio(path, max_pixels)
+        except ImageTooLarge:
+            raise
         except Exception:  # noqa: BLE001
             raise UnreadableImage(f"{path}: cannot decode image ({pil_error})") from pil_error
 

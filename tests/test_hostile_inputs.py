@@ -1,0 +1,234 @@
+"""Hostile and careless inputs: failed resumes, signals, decompression bombs, existing files,
+re-runs into the input folder and bad config values lose nothing and say one clear line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.core.global_hydra import GlobalHydra
+from PIL import Image
+
+from colorization.colorize import export_main, main
+from colorization.compose import compose_config
+from colorization.data import ImageFolder, LabDataModule
+from colorization.data.images import ImageTooLarge, open_rgb
+from colorization.io import TEMP_SUFFIX
+from colorization.train import train
+from tests.test_colorize import digest, png_header_only, tiny_checkpoint
+from tests.test_train import TINY, run_script
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("skip_cae"), "model.net.width=8", "model.net.depth=2")
+
+
+def one_line_exit_2(script: str, *args: str) -> str:
+    """Run ``script``; it must stop with exit code 2 and one line, within 5 seconds."""
+    start = time.perf_counter()
+    result = run_script(script, *args)
+    seconds = time.perf_counter() - start
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, (args, result.returncode, lines[-8:])
+    assert seconds < 5, f"{script} {args} took {seconds:.1f} s"
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def test_resume_from_a_truncated_checkpoint_touches_nothing(ckpt, tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    whole = ckpt.read_bytes()
+    (run / "checkpoints" / "last.ckpt").write_bytes(whole[: len(whole) // 2])
+    (run / "checkpoints" / "best-epoch000.ckpt").write_bytes(whole)
+    (run / "csv").mkdir()
+    (run / "csv" / "metrics.csv").write_text("epoch,step,train/loss\n0,2,0.31\n0,5,0.27\n")
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text("seed: 42\n")
+    (run / "train.log").write_text("[INFO] the first attempt\n")
+    before = digest(run)
+    line = one_line_exit_2("train.py", *TINY, "ckpt_path=last", f"hydra.run.dir={run}")
+    assert "cannot resume" in line and "last.ckpt" in line and "best-epoch000.ckpt" in line and "Start over" in line
+    assert digest(run) == before
+
+
+# ----------------------------------------------------------------------------- signals and temp files
+
+
+def test_sigterm_while_writing_removes_the_temp_file_and_exits_143(ckpt, photos, tmp_path, monkeypatch, capsys):
+    for name in ("coffee", "chelsea"):
+        Image.fromarray(photos[name]).save(tmp_path / f"{name}.jpg")
+    out = tmp_path / "out"
+    save = Image.Image.save
+
+    def save_then_sigterm(image, fp, *args, **kwargs):
+        save(image, fp, *args, **kwargs)  # the temporary file is complete on disk, not yet renamed
+        if str(fp).endswith(TEMP_SUFFIX) and "chelsea" in str(fp):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs here, as it would mid-write
+
+    monkeypatch.setattr(Image.Image, "save", save_then_sigterm)
+    code = main([str(tmp_path / "chelsea.jpg"), str(tmp_path / "coffee.jpg"), "--ckpt", str(ckpt), "-o", str(out)])
+    assert code == 128 + signal.SIGTERM
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("colorize: stopped by SIGTERM"), err
+    assert sorted(p.name for p in out.iterdir()) == []  # chelsea came first: nothing finished, nothing left
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is given back
+
+
+def test_temp_files_of_a_killed_run_are_never_inputs_and_removed_when_safe(ckpt, photos, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(photos["coffee"]).save(folder / "coffee.jpg")
+    stale = folder / f".coffee.png.k2j4d1.{2**22 + 12345}{TEMP_SUFFIX}"  # a pid above any pid_max: gone
+    live = folder / f".other.png.x81mz0.{os.getpid()}{TEMP_SUFFIX}"  # a writer that still runs
+    for path in (stale, live):
+        path.write_bytes(b"\x89PNG half written")
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    assert main([str(folder), "--ckpt", str(ckpt), "-o", str(folder)]) == 0
+    assert "1 done, 0 skipped (output exists), 0 failed" in capsys.readouterr().err
+    assert not stale.exists() and live.exists()
+
+
+# ----------------------------------------------------------------------------- pixel limits
+
+
+def test_pixel_limit_refuses_exactly_above_it(ckpt, tmp_path, capsys):
+    Image.fromarray(np.full((120, 120, 3), (150, 90, 40), np.uint8)).save(tmp_path / "p.png")  # 14,400 px
+    for limit, accepted in ((14_401, True), (14_400, True), (14_399, False)):
+        out = tmp_path / f"out{limit}"
+        code = main([str(tmp_path / "p.png"), "--ckpt", str(ckpt), "-o", str(out), "--max-pixels", str(limit)])
+        err = capsys.readouterr().err
+        assert (code == 0) == accepted and (out / "p.png").exists() == accepted, (limit, err)
+        if not accepted:
+            assert "14,400 pixels, over the limit of 14,399" in err
+        if accepted:
+            assert open_rgb(tmp_path / "p.png", max_pixels=limit).size == (120, 120)  # the training decoder
+        else:
+            with pytest.raises(ImageTooLarge):
+                open_rgb(tmp_path / "p.png", max_pixels=limit)
+
+
+def test_a_300_megapixel_bomb_is_refused_from_its_header(tmp_path):
+    png_header_only(tmp_path / "bomb.png", 20_000, 15_000)
+    start = time.perf_counter()
+    with pytest.raises(ImageTooLarge, match="300,000,000 pixels, over the limit of 200,000,000"):
+        open_rgb(tmp_path / "bomb.png")
+    assert time.perf_counter() - start < 1.0
+
+
+# ----------------------------------------------------------------------------- export and names
+
+
+def test_export_never_overwrites_without_asking(ckpt, photos, tmp_path, capsys):
+    target = tmp_path / "holiday.jpg"
+    Image.fromarray(photos["coffee"]).save(target)
+    before = target.read_bytes()
+    assert export_main(["--ckpt", str(ckpt), "--format", "torchscript", "-o", str(target)]) == 2
+    assert "exists; add --overwrite" in capsys.readouterr().err
+    assert target.read_bytes() == before
+    assert export_main(["--ckpt", str(ckpt), "--format", "torchscript", "-o", str(ckpt)]) == 2  # never the ckpt
+    assert export_main(["--ckpt", str(ckpt), "--format", "torchscript", "-o", str(target), "--overwrite"]) == 0
+    assert torch.jit.load(str(target))(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)
+
+
+def test_a_photo_named_export_colours_like_any_other(ckpt, photos, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(photos["coffee"]).save(tmp_path / "export", format="PNG")
+    assert main(["export", "--ckpt", str(ckpt), "-o", "out"]) == 0
+    assert Image.open(tmp_path / "out" / "export.png").size == Image.open(tmp_path / "export").size
+    (tmp_path / "export").unlink()
+    assert main(["export", "--ckpt", str(ckpt), "-o", "out2"]) == 1
+    assert "colorize-export" in capsys.readouterr().err  # the hint for who meant the old subcommand
+
+
+def test_a_second_run_into_the_input_folder_does_nothing(ckpt, photos, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("coffee", "rocket"):
+        Image.fromarray(photos[name]).save(folder / f"{name}.jpg")
+    for fmt in ("png", "jpg"):
+        sub = folder / fmt
+        sub.mkdir()
+        for name in ("coffee", "rocket"):
+            Image.fromarray(photos[name]).save(sub / f"{name}.tif")
+        assert main([str(sub), "--ckpt", str(ckpt), "-o", str(sub), "--format", fmt, "--compare"]) == 0
+        assert "2 done" in capsys.readouterr().err
+        before = {p: p.stat().st_mtime_ns for p in sub.iterdir()}
+        assert main([str(sub), "--ckpt", str(ckpt), "-o", str(sub), "--format", fmt, "--compare"]) == 0
+        assert "0 done, 2 skipped (output exists), 0 failed, 4 earlier outputs left out" in capsys.readouterr().err
+        assert {p: p.stat().st_mtime_ns for p in sub.iterdir()} == before
+
+
+# ----------------------------------------------------------------------------- config values
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.batch_size=abc", "data.batch_size must be an integer >= 1, got 'abc'"),
+        ("data.batch_size=0", "data.batch_size must be an integer >= 1, got 0"),
+        ("data.batch_size=-4", "data.batch_size must be an integer >= 1, got -4"),
+        ("data.fractions=[0.5,0.2,0.2]", "data.fractions must be fractions that sum to 1"),
+        ("data.image_size=-64", "data.image_size must be an integer in 1..16384 (px), got -64"),
+        ("data.num_workers=many", "data.num_workers must be 'auto' or an integer"),
+        ("trainer.max_epochs=0.5", "trainer.max_epochs must be an integer"),
+    ],
+)
+def test_bad_values_are_one_line_before_any_scan(override, message, tmp_path):
+    line = one_line_exit_2("train.py", override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert message in line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("usable", [0, 1])
+def test_too_few_usable_photos_is_one_line_with_the_counts(usable, photos, tmp_path):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    if usable:
+        Image.fromarray(photos["coffee"]).save(folder / "coffee.jpg")
+    for script, args in (("train.py", []), ("eval.py", ["model=gray"])):
+        line = one_line_exit_2(script, *args, "data=folder", f"data.root={folder}", f"hydra.run.dir={tmp_path / 'r'}")
+        assert f"{usable} photos kept, 1 unreadable skipped" in line and "cannot fill 3 non-empty splits" in line
+
+
+def test_eval_of_a_checkpoint_whose_config_does_not_match_its_weights(ckpt, tmp_path):
+    checkpoint = torch.load(ckpt, weights_only=True)
+    checkpoint["colorization_config"]["model"]["net"]["width"] = 16
+    torch.save(checkpoint, tmp_path / "mismatch.ckpt")
+    line = one_line_exit_2("eval.py", f"ckpt_path={tmp_path / 'mismatch.ckpt'}", f"hydra.run.dir={tmp_path / 'r'}")
+    assert "mismatch.ckpt" in line and "config does not match its weights" in line
+
+
+def test_eval_of_a_digits_checkpoint_on_photos(tmp_path):
+    overrides = ["model=linear_ae", "trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=none", "test=false"]
+    train(compose_config("train", [*overrides, "callbacks.progress_bar=null"], tmp_path / "digits"))
+    GlobalHydra.instance().clear()
+    digits = tmp_path / "digits" / "checkpoints" / "last.ckpt"
+    line = one_line_exit_2("eval.py", f"ckpt_path={digits}", "data=sample", f"hydra.run.dir={tmp_path / 'r'}")
+    assert "holds a ReconstructionModule, which scores DigitsDataModule data" in line
+
+
+def test_a_photo_removed_during_training_warns_once(photo_dir):
+    dm = LabDataModule(ImageFolder(photo_dir), image_size=32, batch_size=2, num_workers=0, train_repeats=4,
+                       fractions=(1.0, 0.0, 0.0))  # fmt: skip
+    dm.setup("fit")
+    crops = dm.datasets["train"]
+    removed = photo_dir / dm.split_names("train")[0]
+    removed.unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):  # three epochs
+            assert all(crops[i].shape == (3, 32, 32) for i in range(len(crops)))
+    messages = [str(w.message) for w in caught if str(removed) in str(w.message)]
+    assert len(messages) == 1 and "1 photo(s) lost so far" in messages[0]
