@@ -14,8 +14,10 @@ import torch
 
 from colorization.safe_config import UnsafeConfig, build, check
 
-#: a checkpoint never makes the program download (a stored ``download: true`` is ignored)
-_NO_DOWNLOADS = {"source": {"download": False}}
+#: set on every class built from a stored config that takes them: opening a checkpoint never
+#: downloads (data sets, pretrained weights: a network's weights come from the checkpoint)
+#: and never starts a compiler
+FORCED = {"download": False, "pretrained": False, "compile": False}
 
 
 class CheckpointError(RuntimeError):
@@ -70,7 +72,7 @@ def _load_weights(module: torch.nn.Module, state: dict[str, Any], what: str) -> 
 
 def _build(node: dict, kind: str, key: str) -> Any:
     try:
-        return build(node, kind, key, overrides=_NO_DOWNLOADS)
+        return build(node, kind, key, forced=FORCED)
     except UnsafeConfig as error:
         raise CheckpointError(f"refused: {error}") from None
     except (TypeError, ValueError) as error:

@@ -50,6 +50,8 @@ from colorization.runtime import Interrupted, signals_interrupt
 #: pixels per strip of rows in full-resolution work (bounds the float intermediates)
 STRIP_PIXELS = 1 << 20
 FORMATS = {"png": ".png", "jpg": ".jpg"}
+#: the largest working size (px) a checkpoint or --size may ask for
+MAX_SIZE = 16384
 #: written into every output (PNG text chunk "Software", JPEG comment) to recognise it later
 OUTPUT_MARK = "colorization colorize"
 
@@ -130,7 +132,9 @@ def load_colorizer(ckpt: str | Path, device: torch.device) -> tuple[Colorizer, i
     except Exception as error:  # noqa: BLE001 - a config or weights that do not fit the code
         raise ColorizeError(f"{ckpt}: cannot rebuild the model ({type(error).__name__}: {error})") from None
     size = (checkpoint["colorization_config"].get("data") or {}).get("image_size") or 256
-    return colorizer.eval().to(device), int(size)
+    if not isinstance(size, int) or not 1 <= size <= MAX_SIZE:
+        raise ColorizeError(f"{ckpt}: its data.image_size {size!r} is not a working size in 1..{MAX_SIZE}")
+    return colorizer.eval().to(device), size
 
 
 def pick_device(name: str) -> torch.device:
@@ -523,6 +527,8 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if (getattr(args, "size", None) or 0) > MAX_SIZE:
+        parser.error(f"--size must be <= {MAX_SIZE}, got {args.size}")
     if getattr(args, "samples", 0) < 0 or getattr(args, "saturation", 1.0) < 0:
         parser.error("--samples and --saturation must be >= 0")
     if not 1 <= getattr(args, "quality", 95) <= 100:

@@ -12,6 +12,7 @@ imports Lightning; torch only when there is a checkpoint to open.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,8 +47,8 @@ _DATA_RULES = {
     "resize": (lambda v: v is None or (_is_int(v) and 1 <= v <= 16384), "null or an integer in 1..16384 (px)"),
     "num_workers": (lambda v: v == "auto" or (_is_int(v) and 0 <= v <= 256), "'auto' or an integer in 0..256"),
     "scan_workers": (lambda v: _is_int(v) and 1 <= v <= 256, "an integer in 1..256"),
-    "train_repeats": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "eval_repeats": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "train_repeats": (lambda v: _is_int(v) and 1 <= v <= 100_000, "an integer in 1..100000"),
+    "eval_repeats": (lambda v: _is_int(v) and 1 <= v <= 100_000, "an integer in 1..100000"),
     "min_colorfulness": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     "seed": (lambda v: v is None or _is_int(v), "an integer"),
 }
@@ -147,6 +148,35 @@ def resolve_ckpt_path(cfg: Mapping, run_dir: str | Path) -> str | None:
     return str(found[-1])
 
 
+#: file paths in a ModelCheckpoint's saved state; Lightning may delete the file they name
+_CALLBACK_PATH_FIELDS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+
+def check_checkpoint_callback_paths(checkpoint: Mapping, path: Path) -> None:
+    """Refuse callback states naming files Lightning might delete outside their folder.
+    (Lightning deletes an old "best" file only inside the current checkpoint folder, but any
+    remote URL.)"""
+    from colorization.checkpoint import CheckpointError
+
+    for name, state in (checkpoint.get("callbacks") or {}).items():
+        if not isinstance(state, Mapping):
+            continue
+        named = [state.get(field) for field in _CALLBACK_PATH_FIELDS] + list(state.get("best_k_models") or {})
+        folder = state.get("dirpath")
+        for value in named:
+            if value and not _checkpoint_in(value, folder):
+                raise CheckpointError(f"{path}: refused, callback state {str(name)[:40]} names {str(value)[:80]!r}")
+
+
+def _checkpoint_in(value: Any, folder: Any) -> bool:
+    """A local ``.ckpt`` file directly in ``folder``, named without ``..`` (Lightning compares
+    paths without resolving them)."""
+    if not isinstance(value, str) or not isinstance(folder, str) or "://" in value or not value.endswith(".ckpt"):
+        return False
+    file = Path(value)
+    return ".." not in file.parts and file.parent == Path(folder)
+
+
 def check_resume(path: str | Path) -> None:
     """A checkpoint to resume from: readable, safe (:func:`load_checkpoint`) and a whole
     training state. The error says how to go on: start over, or pick another checkpoint."""
@@ -158,6 +188,7 @@ def check_resume(path: str | Path) -> None:
         missing = [k for k in ("epoch", "global_step", "loops") if k not in checkpoint]
         if missing:
             raise CheckpointError(f"{path} holds weights but no training state ({', '.join(missing)}) to resume")
+        check_checkpoint_callback_paths(checkpoint, path)
     except CheckpointError as error:
         others = sorted(p.name for p in path.parent.glob("*.ckpt") if p.name != path.name)
         choice = f"ckpt_path={path.parent / others[-1]}" if others else "ckpt_path=<another .ckpt>"
@@ -221,4 +252,9 @@ class Preflight(Callback):
             run_checks(config, config_name, config.hydra.run.dir)
         except (ConfigError, CheckpointError) as error:
             print(f"{script}: error: {error}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        except Exception as error:  # Hydra would only warn and go on: stop here, in one line
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"{script}: error: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
             sys.exit(2)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,28 +145,27 @@ def _resolve(target: str, kind: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def build(node: Mapping, kind: str, key: str, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
+def build(node: Mapping, kind: str, key: str, forced: Mapping[str, Any] | None = None) -> Any:
     """Check ``node`` (:func:`check`), then build it by calling the registered classes
-    directly: no Hydra, no OmegaConf, no resolvers. ``overrides`` maps a kind to argument
-    values forced on every node of that kind (e.g. never download from a stored config)."""
+    directly: no Hydra, no OmegaConf, no resolvers. ``forced`` sets arguments on every class
+    that takes them, whatever the config says (e.g. never download from a stored config)."""
     check(node, kind, key)
-    return _build(node, kind, key, overrides or {})
+    return _build(node, kind, key, forced or {})
 
 
-def _build(node: Mapping, kind: str, key: str, overrides: Mapping[str, Mapping[str, Any]]) -> Any:
+def _build(node: Mapping, kind: str, key: str, forced: Mapping[str, Any]) -> Any:
     spec = REGISTRY[kind]
     kwargs = {}
     for name, value in node.items():
         if name in _ALLOWED_SPECIAL:
             continue
         if name in spec.children and isinstance(value, Mapping):
-            kwargs[name] = _build(value, spec.children[name], f"{key}.{name}", overrides)
+            kwargs[name] = _build(value, spec.children[name], f"{key}.{name}", forced)
         else:
             kwargs[name] = list(value) if isinstance(value, tuple) else value
-    for name, value in (overrides.get(kind) or {}).items():
-        if name in kwargs:
-            kwargs[name] = value
     cls = _resolve(node["_target_"], kind)
+    takes = inspect.signature(cls).parameters
+    kwargs.update({name: value for name, value in forced.items() if name in takes or name in kwargs})
     if node.get("_partial_"):
         return functools.partial(cls, **kwargs)
     return cls(**kwargs)

