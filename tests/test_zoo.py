@@ -5,6 +5,7 @@ import pytest
 import skimage.data
 import torch
 
+from colorization.checkpoint import load_checkpoint, model_from_checkpoint
 from colorization.data import SamplePhotos
 from colorization.data.datamodule import PhotoCrops, lab_batch
 from colorization.data.degrade import Degradation
@@ -47,8 +48,12 @@ def test_every_model_checkpoint_loads_with_weights_only(compose_cfg, tmp_path, o
     ]
     overrides += ["compare_gray=false", "callbacks.progress_bar=null", "data.num_workers=0"]
     train(compose_cfg(*overrides, *(TINY_DATA if option != "linear_ae" else [])))
-    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     assert checkpoint["colorization_config"]["model"]["_target_"].startswith("colorization.tasks.")
+    # and it rebuilds through the untrusted-checkpoint guard, its weights loaded strictly
+    rebuilt = model_from_checkpoint(load_checkpoint(path))
+    assert all(torch.equal(v, checkpoint["state_dict"][k]) for k, v in rebuilt.state_dict().items())
 
 
 def experiment_overrides(option: str, photo_dir) -> list[str]:
