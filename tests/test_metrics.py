@@ -1,5 +1,6 @@
 """Metrics against independent references: scikit-image, numpy formulas, torchmetrics."""
 
+import kornia
 import numpy as np
 import pytest
 import torch
@@ -7,7 +8,7 @@ from skimage.color import deltaE_ciede2000
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from colorization.color import colorfulness as colorfulness_numpy
-from colorization.metrics import AbAuC, AbR2, ColorfulnessGap, DeltaE2000, ciede2000, colorfulness
+from colorization.metrics import AbAuC, AbR2, ColorfulnessGap, DeltaE2000, ciede2000, colorfulness, rgb_to_lab
 from colorization.models import SkipCAE
 from colorization.tasks import ColorizationModule
 from tests.test_zoo import real_batch
@@ -54,6 +55,18 @@ def test_r2_is_one_for_a_perfect_prediction_and_zero_for_the_mean(photos):
     perfect = AbR2()
     perfect.update(rgb, rgb)
     assert perfect.compute() == pytest.approx(1.0, abs=1e-6)
+    # a truth whose mean colour stays inside sRGB at every L (mid lightness, moderate chroma),
+    # so the prediction "the mean ab of the truth, with its L" is exact, not clipped
+    lab = rgb_to_lab(rgb)
+    lab[:, :1], lab[:, 1:] = lab[:, :1] * 0.5 + 25, lab[:, 1:] * 0.4
+    truth = kornia.color.lab_to_rgb(lab, clip=False)
+    mean = lab.clone()
+    mean[:, 1:] = lab[:, 1:].mean()
+    mean_rgb = kornia.color.lab_to_rgb(mean, clip=False)
+    assert truth.min() >= 0 and truth.max() <= 1 and mean_rgb.min() >= 0 and mean_rgb.max() <= 1
+    predicts_mean = AbR2()
+    predicts_mean.update(mean_rgb, truth)
+    assert predicts_mean.compute() == pytest.approx(0.0, abs=0.01)
     delta = DeltaE2000()
     delta.update(rgb, rgb)
     assert delta.compute() == pytest.approx(0.0, abs=1e-3)

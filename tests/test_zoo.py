@@ -1,5 +1,7 @@
 """The model zoo: every model trains through the same DataModule, fits a batch, keeps its promises."""
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import skimage.data
@@ -188,7 +190,12 @@ def test_vae_kl_is_positive_and_samples_differ():
 
 def test_vae_kl_weight_anneals():
     module = VAEColorizationModule(ConditionalVAE(width=8), kl_weight=0.1, kl_anneal_steps=100)
-    assert module.current_kl_weight() == 0.0  # global_step 0
+    weights = {}
+    for step in (0, 25, 50, 100, 400):
+        with mock.patch.object(VAEColorizationModule, "global_step", new_callable=mock.PropertyMock) as global_step:
+            global_step.return_value = step
+            weights[step] = module.current_kl_weight()
+    assert weights == pytest.approx({0: 0.0, 25: 0.025, 50: 0.05, 100: 0.1, 400: 0.1})  # linear, then constant
 
 
 def test_degradations_are_seeded_and_fixed_in_validation():
