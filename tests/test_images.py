@@ -5,9 +5,10 @@ import io
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image
+from PIL import Image, ImageCms
 
 from colorization.data.images import UnreadableImage, open_rgb
+from tests.helpers import icc_profile, rgb_to_xyz_matrix
 
 
 @pytest.fixture
@@ -109,3 +110,42 @@ def test_draft_decoding_keeps_at_least_the_requested_size(tmp_path, photos):
     path = saved(tmp_path, big, "big.jpg")
     out = open_rgb(path, draft_size=100)
     assert 100 <= min(out.size) < 1024
+
+
+ADOBE_RGB = ((0.64, 0.33), (0.21, 0.71), (0.15, 0.06))  # gamma 563/256
+DISPLAY_P3 = ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060))  # here with a pure 2.2 gamma
+SRGB = ((0.64, 0.33), (0.30, 0.60), (0.15, 0.06))
+
+
+def expected_srgb(values: np.ndarray, primaries, gamma: float) -> np.ndarray:
+    """What the tagged 8-bit values are in sRGB (the colour science, independent of LittleCMS)."""
+    linear = (values / 255.0) ** gamma
+    xyz = linear @ rgb_to_xyz_matrix(primaries).T
+    srgb_linear = np.clip(xyz @ np.linalg.inv(rgb_to_xyz_matrix(SRGB)).T, 0, 1)
+    encoded = np.where(srgb_linear <= 0.0031308, 12.92 * srgb_linear, 1.055 * srgb_linear ** (1 / 2.4) - 0.055)
+    return encoded * 255
+
+
+@pytest.mark.parametrize(
+    ("primaries", "gamma", "name", "fmt"),
+    [(ADOBE_RGB, 563 / 256, "Adobe RGB (1998)", "JPEG"), (DISPLAY_P3, 2.2, "Display P3", "PNG")],
+)
+def test_embedded_colour_profiles_are_converted_to_srgb(tmp_path, photo, primaries, gamma, name, fmt):
+    # the photo's own values, tagged as another colour space: a camera's Adobe RGB JPEG, a phone's P3 PNG
+    values = np.asarray(Image.fromarray(photo).resize((64, 48)))
+    values = np.concatenate([values, np.array([[[40, 180, 60], [200, 60, 50], [128, 128, 128], [90, 120, 200]]] * 48,
+                                              dtype=np.uint8)], axis=1)  # fmt: skip
+    icc = icc_profile(primaries, gamma, name)
+    path = tmp_path / f"tagged.{fmt.lower()}"
+    Image.fromarray(values).save(path, format=fmt, icc_profile=icc, **({"quality": 100} if fmt == "JPEG" else {}))
+    decoded = np.asarray(open_rgb(path)).astype(float)
+    stored = np.asarray(Image.open(path).convert("RGB")).astype(float)  # the values in the file (JPEG: lossy)
+    expected = expected_srgb(stored, primaries, gamma)
+    assert np.abs(decoded - expected).max() <= 2.0  # 8-bit rounding and the profile's fixed-point numbers
+    assert np.abs(decoded - stored).mean() > 4  # a real change: wider-gamut colours are more saturated in sRGB
+    # an sRGB-tagged or untagged photo is read as it is
+    Image.fromarray(values).save(tmp_path / "srgb.png", icc_profile=ImageCms.ImageCmsProfile(
+        ImageCms.createProfile("sRGB")).tobytes())  # fmt: skip
+    Image.fromarray(values).save(tmp_path / "plain.png")
+    assert np.array_equal(np.asarray(open_rgb(tmp_path / "srgb.png")), values)
+    assert np.array_equal(np.asarray(open_rgb(tmp_path / "plain.png")), values)

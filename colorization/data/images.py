@@ -1,17 +1,20 @@
 """Image decoding that survives real-world files.
 
-Every image, whatever its mode (gray, RGBA, palette, 16-bit, CMYK, EXIF-rotated), becomes
-an 8-bit sRGB ``PIL.Image``. Files Pillow cannot read (some 16-bit or multi-sample TIFFs)
+Every image, whatever its mode (gray, RGBA, palette, 16-bit, CMYK, EXIF-rotated) and colour
+profile (Display P3, Adobe RGB, ...: converted), becomes an 8-bit sRGB ``PIL.Image``. Files Pillow cannot read (some 16-bit or multi-sample TIFFs)
 are retried with imageio. Anything that still fails raises :class:`UnreadableImage` naming
 the file, so callers can skip it and count it.
 """
 
 from __future__ import annotations
 
+import functools
+import io
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -83,9 +86,37 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+@functools.lru_cache(maxsize=32)
+def _to_srgb_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """The transform from the colour profile ``icc`` to sRGB, or ``None`` for sRGB itself."""
+    source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    if "srgb" in ImageCms.getProfileDescription(source).lower():
+        return None
+    srgb = ImageCms.createProfile("sRGB")
+    out = "RGBA" if mode == "RGBA" else "RGB"
+    return ImageCms.buildTransform(source, srgb, mode, out, renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+
+
+def to_srgb(image: Image.Image) -> Image.Image:
+    """Convert a photo with an embedded ICC colour profile (Display P3 from phones, Adobe RGB
+    from cameras, CMYK print profiles) to sRGB, relative colorimetric: the Lab the model learns
+    and predicts is then the photo's real colour. Untagged and sRGB-tagged photos are returned
+    as they are; an unreadable profile warns (once) and the pixels are taken as sRGB."""
+    icc = image.info.get("icc_profile")
+    if not icc or image.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        return image
+    try:
+        transform = _to_srgb_transform(bytes(icc), image.mode)
+        return image if transform is None else ImageCms.applyTransform(image, transform)
+    except (OSError, ValueError, ImageCms.PyCMSError):
+        warnings.warn("an embedded colour profile could not be used; its pixels are read as sRGB", stacklevel=2)
+        return image
+
+
 def pil_to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow image -> 8-bit RGB, honouring EXIF orientation, alpha and 16-bit depth."""
-    image = ImageOps.exif_transpose(image)
+    """Any Pillow image -> 8-bit sRGB, honouring EXIF orientation, the colour profile, alpha
+    and 16-bit depth."""
+    image = to_srgb(ImageOps.exif_transpose(image))
     if image.mode == "RGB":
         return image
     if image.mode == "P":
