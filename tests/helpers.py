@@ -1,13 +1,24 @@
-"""Callbacks that tests plug into real train.py runs through Hydra overrides."""
+"""What several test modules share (no test module imports another): the tiny run settings,
+running the scripts, a real tiny checkpoint, crafted files, and callbacks that tests plug
+into real train.py runs through Hydra overrides."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
+from hydra.core.global_hydra import GlobalHydra
+
+from tests.conftest import CONF, ROOT
 
 
 class KillAtStep(L.Callback):
@@ -64,3 +75,73 @@ def rgb_to_xyz_matrix(primaries: tuple[tuple[float, float], ...]) -> np.ndarray:
     columns = np.array([[x / y, 1.0, (1 - x - y) / y] for x, y in primaries]).T
     scale = np.linalg.solve(columns, np.array([0.95047, 1.0, 1.08883]))
     return columns * scale
+
+
+TINY_DATA = [
+    "data.image_size=32",
+    "data.resize=64",
+    "data.train_repeats=2",
+    "data.eval_repeats=2",
+    "data.batch_size=4",
+    "data.num_workers=0",
+]
+
+
+TINY = [*TINY_DATA, "model.net.width=8", "model.net.depth=2"]
+
+
+def run_script(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": ""}
+    return subprocess.run(
+        [sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_train_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return run_script("train.py", *args, timeout=timeout)
+
+
+def tiny_checkpoint(folder: Path, *overrides: str) -> Path:
+    """A real checkpoint from a one-epoch run of train.py's code on the bundled photos."""
+    from colorization.compose import compose_config
+    from colorization.train import train
+
+    cfg = compose_config(
+        "train",
+        [*TINY_DATA, *overrides, "trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.progress_bar=null"]
+        + ["compare_gray=false", "test=false", "logger=none"],
+        folder,
+    )
+    train(cfg)
+    GlobalHydra.instance().clear()
+    return folder / "checkpoints" / "last.ckpt"
+
+
+def png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG that declares width x height pixels (a decompression bomb) and holds almost nothing."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)))
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")
+            if p.is_file()}  # fmt: skip
+
+
+def real_batch(n: int = 8, size: int = 48) -> dict[str, torch.Tensor]:
+    """A normalised Lab batch of centre crops of the bundled sample photos."""
+    from colorization.data import SamplePhotos
+    from colorization.data.datamodule import PhotoCrops, lab_batch
+
+    source = SamplePhotos()
+    crops = PhotoCrops(source, list(range(len(source))), size, 96, train=False, repeats=1)
+    return lab_batch(torch.stack([crops[i] for i in range(n)]).float() / 255)
+
+
+def options(group: str) -> list[str]:
+    """The options of a config group (``conf/<group>/*.yaml``)."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.test_train import run_script
+from tests.helpers import run_script
 
 
 @pytest.mark.slow

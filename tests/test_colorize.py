@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +18,9 @@ from skimage.color import rgb2lab
 from colorization.color import lab_to_rgb_preserving_l
 from colorization.colorize import Colorizer, compose_full_resolution, export_model, main
 from colorization.compose import compose_config
-from colorization.train import build_model, train
-from tests.test_train import ROOT, TINY_DATA
+from colorization.train import build_model
+from tests.conftest import ROOT
+from tests.helpers import digest, png_header_only, tiny_checkpoint
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*exists and is not empty.*"),
@@ -30,32 +28,9 @@ pytestmark = [
 ]
 
 
-def tiny_checkpoint(folder: Path, *overrides: str) -> Path:
-    """A real checkpoint from a one-epoch run of train.py's code on the bundled photos."""
-    cfg = compose_config(
-        "train",
-        [*TINY_DATA, *overrides, "trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.progress_bar=null"]
-        + ["compare_gray=false", "test=false", "logger=none"],
-        folder,
-    )
-    train(cfg)
-    GlobalHydra.instance().clear()
-    return folder / "checkpoints" / "last.ckpt"
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     return tiny_checkpoint(tmp_path_factory.mktemp("skip_cae"), "model.net.width=8", "model.net.depth=2")
-
-
-def png_header_only(path: Path, width: int, height: int) -> None:
-    """A PNG that declares width x height pixels (a decompression bomb) and holds almost nothing."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)))
 
 
 def mixed_folder(root: Path, photos: dict[str, np.ndarray]) -> tuple[dict[str, tuple[int, int]], list[str]]:
@@ -92,11 +67,6 @@ def mixed_folder(root: Path, photos: dict[str, np.ndarray]) -> tuple[dict[str, t
     png_header_only(root / "bomb.png", 40_000, 40_000)
     (root / "readme.txt").write_text("not an image extension: ignored, not an error\n")
     return good, ["corrupt.jpg", "truncated.jpg", "empty.png", "notes.png", "bomb.png"]
-
-
-def digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")
-            if p.is_file()}  # fmt: skip
 
 
 def test_folder_of_good_and_bad_files(ckpt, photos, tmp_path, capsys):

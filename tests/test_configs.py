@@ -10,11 +10,7 @@ from colorization.data import LabDataModule
 from colorization.data.digits import DigitsDataModule
 from colorization.tasks import ColorizationModule, ReconstructionModule
 from colorization.train import build_model, instantiate_callbacks, instantiate_loggers
-from tests.conftest import CONF
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+from tests.helpers import options
 
 
 def test_every_group_has_the_options_users_expect():

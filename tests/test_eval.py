@@ -7,8 +7,7 @@ import torch
 
 from colorization.evaluate import CheckpointError, evaluate, load_checkpoint
 from colorization.train import train
-from tests.test_train import TINY, TINY_DATA, run_script
-from tests.test_zoo import real_batch
+from tests.helpers import TINY, TINY_DATA, real_batch, run_script
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*exists and is not empty.*")
 FAST = ["callbacks.progress_bar=null", "trainer.accelerator=cpu"]

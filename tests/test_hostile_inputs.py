@@ -21,8 +21,7 @@ from colorization.data import ImageFolder, LabDataModule
 from colorization.data.images import ImageTooLarge, open_rgb
 from colorization.io import TEMP_SUFFIX
 from colorization.train import train
-from tests.test_colorize import digest, png_header_only, tiny_checkpoint
-from tests.test_train import TINY, run_script
+from tests.helpers import TINY, digest, png_header_only, run_script, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

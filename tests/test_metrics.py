@@ -11,7 +11,7 @@ from colorization.color import colorfulness as colorfulness_numpy
 from colorization.metrics import AbAuC, AbR2, ColorfulnessGap, DeltaE2000, ciede2000, colorfulness, rgb_to_lab
 from colorization.models import SkipCAE
 from colorization.tasks import ColorizationModule
-from tests.test_zoo import real_batch
+from tests.helpers import real_batch
 
 
 def test_ciede2000_matches_skimage_on_random_colours():

@@ -3,10 +3,9 @@
 import pytest
 import torch
 
-from colorization.data import SamplePhotos
-from colorization.data.datamodule import PhotoCrops, lab_batch
 from colorization.models import GrayBaseline, SkipCAE
 from colorization.tasks import ColorizationModule
+from tests.helpers import real_batch
 
 
 @pytest.mark.parametrize("size", [(150, 150), (97, 131), (33, 47), (64, 64), (7, 300), (1, 1)])
@@ -34,12 +33,6 @@ def test_width_and_depth_are_configurable():
     assert len(large.down) == 4 and large.down[-1][0].out_channels == 128
     with pytest.raises(ValueError, match="depth"):
         SkipCAE(depth=0)
-
-
-def real_batch(n: int = 8, size: int = 48) -> dict[str, torch.Tensor]:
-    source = SamplePhotos()
-    crops = PhotoCrops(source, list(range(len(source))), size, 96, train=False, repeats=1)
-    return lab_batch(torch.stack([crops[i] for i in range(n)]).float() / 255)
 
 
 def test_overfits_one_batch_of_real_photos():

@@ -15,7 +15,8 @@ from colorization.color import lab_to_rgb, lab_to_rgb_preserving_l, rgb_to_lab, 
 from colorization.data import DeviceAugmentation, ImageFolder, LabDataModule
 from colorization.data.datamodule import auto_workers, lab_batch
 from colorization.train import train
-from tests.test_train import ROOT, TINY
+from tests.conftest import ROOT
+from tests.helpers import TINY
 
 
 def every_8bit_colour() -> torch.Tensor:
@@ -74,7 +75,7 @@ def test_device_transforms_are_a_few_batched_kernels(photo_dir):
     transforms (augmentation + Lab) must stay a handful of batched ops, none per photo.
     Counted on the meta device, which takes the GPU form of the maths (the Kornia-style path
     this replaced dispatched 126 per training batch, 61 per evaluation batch)."""
-    from colorization.bench import count_ops
+    from experiments.perf.harness import count_ops
 
     dm = LabDataModule(ImageFolder(photo_dir), image_size=32, batch_size=4, num_workers=0,
                        fractions=(1.0, 0.0, 0.0), augment=DeviceAugmentation())  # fmt: skip

@@ -12,7 +12,7 @@ import torch
 from colorization.data import ImageFolder, LabDataModule
 from colorization.data.datamodule import ResumableSampler
 from colorization.evaluate import evaluate
-from tests.test_train import TINY, run_script
+from tests.helpers import TINY, run_script
 
 # 7 training photos x 2 crops / batch 4 -> 3 steps per epoch; 3 epochs = 9 steps
 RUN = [*TINY, "trainer.max_epochs=3", "trainer.accelerator=cpu", "test=false", "compare_gray=false",

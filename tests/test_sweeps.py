@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from colorization.aggregate import aggregate, collect
-from tests.test_train import TINY, run_script
+from tests.helpers import TINY, run_script
 
 QUICK = [*TINY, "trainer.max_epochs=1", "trainer.accelerator=cpu", "test=false", "compare_gray=false",
          "callbacks.progress_bar=null", "logger=csv"]  # fmt: skip

@@ -1,37 +1,13 @@
 """train.py end to end: fast_dev_run, a short real run with its outputs, multirun, clean errors."""
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from colorization.train import train
-from tests.conftest import ROOT
-
-TINY_DATA = [
-    "data.image_size=32",
-    "data.resize=64",
-    "data.train_repeats=2",
-    "data.eval_repeats=2",
-    "data.batch_size=4",
-    "data.num_workers=0",
-]
-TINY = [*TINY_DATA, "model.net.width=8", "model.net.depth=2"]
-
-
-def run_script(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": ""}
-    return subprocess.run(
-        [sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def run_train_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return run_script("train.py", *args, timeout=timeout)
+from tests.helpers import TINY, run_train_py
 
 
 def test_fast_dev_run_through_hydra_compose(compose_cfg, tmp_path):

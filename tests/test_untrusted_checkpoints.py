@@ -25,8 +25,7 @@ from colorization.colorize import export_main, main
 from colorization.preflight import check_resume
 from colorization.safe_config import UnsafeConfig, build, check
 from tests.conftest import CONF
-from tests.test_colorize import tiny_checkpoint
-from tests.test_train import run_script
+from tests.helpers import run_script, tiny_checkpoint
 
 ENV_SECRET = "COLORIZATION_TEST_SECRET"
 

@@ -8,16 +8,13 @@ import skimage.data
 import torch
 
 from colorization.checkpoint import load_checkpoint, model_from_checkpoint
-from colorization.data import SamplePhotos
-from colorization.data.datamodule import PhotoCrops, lab_batch
 from colorization.data.degrade import Degradation
 from colorization.models import ConditionalVAE, FusionColorizer, LinearAE, LinearVAE, SkipCAE, StackedCAE
 from colorization.models.backbones import FrozenClassifier
 from colorization.tasks import ColorizationModule, ReconstructionModule, RestorationModule, VAEColorizationModule
 from colorization.train import train
 from tests.conftest import SHARED_DATA
-from tests.test_configs import options
-from tests.test_train import TINY_DATA
+from tests.helpers import TINY_DATA, options, real_batch
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*exists and is not empty.*")
 
@@ -25,12 +22,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*exists and is not empty.*")
 @pytest.fixture(scope="module")
 def backbone() -> FrozenClassifier:
     return FrozenClassifier("efficientnet_lite0")
-
-
-def real_batch(n: int = 8, size: int = 48) -> dict[str, torch.Tensor]:
-    source = SamplePhotos()
-    crops = PhotoCrops(source, list(range(len(source))), size, 96, train=False, repeats=1)
-    return lab_batch(torch.stack([crops[i] for i in range(n)]).float() / 255)
 
 
 @pytest.mark.parametrize("option", [o for o in options("model")])

@@ -1,9 +1,9 @@
 """Image decoding that survives real-world files.
 
 Every image, whatever its mode (gray, RGBA, palette, 16-bit, CMYK, EXIF-rotated) and colour
-profile (Display P3, Adobe RGB, ...: converted), becomes an 8-bit sRGB ``PIL.Image``. Files Pillow cannot read (some 16-bit or multi-sample TIFFs)
-are retried with imageio. Anything that still fails raises :class:`UnreadableImage` naming
-the file, so callers can skip it and count it.
+profile (Display P3, Adobe RGB, ...: converted), becomes an 8-bit sRGB ``PIL.Image``. Files
+Pillow cannot read (some 16-bit or multi-sample TIFFs) are retried with imageio. Anything that
+still fails raises :class:`UnreadableImage` naming the file, so callers can skip it and count it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ real vs synthetic data (pipeline efficiency), speed switches, inference, 24 MP c
     .venv/bin/python experiments/perf/run.py --quick            # smoke run (about a minute)
     .venv/bin/python experiments/perf/run.py --root DIR --device cuda --batch-size 32
 
-What each number means: ``colorization/bench.py``. Results: ``experiments/perf/README.md``.
+What each number means: ``experiments/perf/harness.py``. Results: ``experiments/perf/README.md``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-
-    from colorization.bench import Budget, run, sample_photo_folder
+    from harness import Budget, run, sample_photo_folder  # this folder is on sys.path
 
     name = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -59,7 +58,7 @@ def main() -> None:
         lines = [line for line in result.stdout.splitlines() if line.strip() and " -> " not in line]
         table += "\n\n" + "\n".join(lines)  # the table, without colorize's per-photo lines
     if args.profile:
-        from colorization.bench import profile_step
+        from harness import profile_step
 
         workers = [f"data.num_workers={args.workers}"] if args.workers is not None else []
         profile_step("skip_cae", 150, args.batch_size, root, device, budget, workers)
