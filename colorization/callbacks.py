@@ -137,3 +137,29 @@ class LastCheckpoint(Checkpoint):
     def on_train_end(self, trainer, pl_module) -> None:
         if self._saved_step != trainer.global_step:
             self.save(trainer)
+
+
+class WandbTestTable(L.Callback):
+    """With ``logger=wandb``: the first test batch as a ``wandb.Table`` (``test/predictions``),
+    one row per photo and one image column per kind (gray | pred | truth, VAE samples), so the
+    runs of a study can be compared photo by photo. Does nothing without a W&B logger."""
+
+    def __init__(self, max_rows: int = 8) -> None:
+        self.max_rows = max_rows
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        if batch_idx != 0 or not loggers or not trainer.is_global_zero:
+            return
+        if not (isinstance(outputs, dict) and "images" in outputs):
+            return
+        import wandb
+
+        images = {k: v.detach().float().clamp(0, 1).cpu() for k, v in outputs["images"].items()}
+        columns = list(images)
+        rows = min(self.max_rows, *(len(v) for v in images.values()))
+        table = wandb.Table(columns=["photo", *columns])
+        for i in range(rows):
+            table.add_data(i, *(wandb.Image(images[c][i].permute(1, 2, 0).numpy()) for c in columns))
+        for logger in loggers:
+            logger.experiment.log({"test/predictions": table})

@@ -20,6 +20,7 @@ from colorization.models import GrayBaseline
 from colorization.preflight import ConfigError, check_resume, check_values, resolve_ckpt_path
 from colorization.runtime import keep_freed_memory
 from colorization.tasks import ColorizationModule
+from colorization.wandb_runs import run_identity
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger_cfg = OmegaConf.create(OmegaConf.to_container(logger_cfg, resolve=True))
         logger_cfg.wandb.id = logger_cfg.wandb.get("id") or wandb_run_id(cfg, ckpt_path)
         logger_cfg.wandb.resume = "allow"
+        identity = run_identity(cfg)  # one dashboard per study: group, job type, readable name, tags
+        for key in ("group", "job_type", "name"):
+            if logger_cfg.wandb.get(key) is None and identity.get(key) is not None:
+                logger_cfg.wandb[key] = identity[key]
+        logger_cfg.wandb.tags = sorted({*(logger_cfg.wandb.get("tags") or []), *identity.get("tags", [])})
     loggers = instantiate_loggers(logger_cfg)
     try:
         return fit_and_test(cfg, datamodule, model, loggers, ckpt_path)
@@ -170,6 +176,9 @@ def fit_and_test(cfg: DictConfig, datamodule, model, loggers: list[Logger], ckpt
             "val_loss_history": getattr(model, "val_loss_history", []),
         }
         write_text_atomic(Path(cfg.paths.output_dir) / "metrics.json", json.dumps(summary, indent=2))
+        for logger in loggers:  # the final numbers as the run's summary: a study's runs side by side
+            if isinstance(logger, WandbLogger):
+                logger.experiment.summary.update(metrics)
     return metrics
 
 

@@ -56,13 +56,21 @@ def test_optuna_search_of_three_trials_reports_the_best(tmp_path):
 def test_wandb_offline_multirun_gives_each_run_its_own_history_with_images(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    folder = sweep(tmp_path, "logger=wandb", "optim=adam,rmsprop", "trainer.max_epochs=2")
-    offline = sorted(folder.glob("*/wandb/offline-run-*"))
-    assert len(offline) == 2 and offline[0].name != offline[1].name
-    for run_dir in offline:
+    folder = sweep(tmp_path, "logger=wandb", "optim=adam,rmsprop", "trainer.max_epochs=2", "test=true",
+                   "compare_gray=true")  # fmt: skip
+    offline = [next((folder / n / "wandb").glob("offline-run-*")) for n in ("0", "1")]
+    assert offline[0].name != offline[1].name
+    for run_dir, name in zip(offline, ("optim=adam", "optim=rmsprop")):
         history = next(run_dir.glob("run-*.wandb")).read_bytes()
         assert b"val/loss" in history and b"val/grid" in history
         assert list((run_dir / "files" / "media" / "images").glob("val/grid*.png"))
+        # one dashboard per study: the sweep as group, the swept override as name, train as job type
+        assert f"sweep/{folder.name}".encode() in history and name.encode() in history
+        assert b"model=skip_cae" in history and b"train" in history
+        assert b"gray/val/psnr" in history  # the final metrics as summary (only logged there)
+        table = json.loads(next((run_dir / "files" / "media" / "table").rglob("predictions*.table.json")).read_text())
+        assert table["columns"] == ["photo", "gray", "pred", "truth"] and len(table["data"]) == 2  # 1 photo x 2 crops
+    assert b"optim=rmsprop" not in next(offline[0].glob("run-*.wandb")).read_bytes()
     ids = [(folder / n / "wandb_run_id.txt").read_text() for n in ("0", "1")]
     assert ids[0] != ids[1] and all(i in str(offline) for i in ids)
 
