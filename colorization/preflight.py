@@ -111,9 +111,31 @@ def check_photo_folder(data: Mapping) -> None:
         raise ConfigError(f"data.root: too few usable photos in {data['root']}: {report.summary()}; {error}") from None
 
 
+#: the data each task scores on: colorizers on photos, the digits autoencoders on digits
+_TASK_DATA = {
+    "ColorizationModule": "LabDataModule",
+    "VAEColorizationModule": "LabDataModule",
+    "RestorationModule": "LabDataModule",
+    "ReconstructionModule": "DigitsDataModule",
+}
+
+
+def check_model_fits_data(model: Mapping | None, data: Mapping | None, where: str = "model") -> None:
+    """A task trains and scores on its kind of data (:data:`_TASK_DATA`)."""
+    if not model or not data:
+        return
+    task = str(model.get("_target_", "")).rsplit(".", 1)[-1]
+    kind = str(data.get("_target_", "")).rsplit(".", 1)[-1]
+    wants = _TASK_DATA.get(task)
+    if wants and kind and kind != wants:
+        hint = "photos: data=sample or data=folder" if wants == "LabDataModule" else "digits: data=digits"
+        raise ConfigError(f"data: {where} is a {task}, which takes {wants} data ({hint}), not {kind}")
+
+
 def check_values(cfg: Mapping, training: bool = True) -> None:
     """Everything checkable in a train or eval config before data or models are built."""
     check_data_values(cfg.get("data"), training=training)
+    check_model_fits_data(cfg.get("model"), cfg.get("data"), "model")
     if cfg.get("data"):
         check_photo_folder(cfg["data"])
     for key, (ok, what) in _TRAINER_RULES.items():
@@ -198,15 +220,6 @@ def check_resume(path: str | Path) -> None:
         ) from None
 
 
-#: the data each task scores on: colorizers on photos, the digits autoencoders on digits
-_TASK_DATA = {
-    "ColorizationModule": "LabDataModule",
-    "VAEColorizationModule": "LabDataModule",
-    "RestorationModule": "LabDataModule",
-    "ReconstructionModule": "DigitsDataModule",
-}
-
-
 def check_eval_checkpoint(path: str | Path, data: Mapping | None) -> None:
     """A checkpoint to score: safe (:func:`load_checkpoint`), its network's config matching
     its weights, and the data (``data``, else its own stored data) of the kind its task takes."""
@@ -221,12 +234,7 @@ def check_eval_checkpoint(path: str | Path, data: Mapping | None) -> None:
     if data is None:
         check_data_values(stored.get("data"), prefix="checkpoint data")
         data = stored.get("data")
-    task = str(stored["model"]["_target_"]).rsplit(".", 1)[-1]
-    kind = str((data or {}).get("_target_", "")).rsplit(".", 1)[-1]
-    wants = _TASK_DATA.get(task)
-    if data and wants and kind != wants:
-        hint = "photos: data=sample or data=folder" if wants == "LabDataModule" else "digits: omit data="
-        raise ConfigError(f"data: {path} holds a {task}, which scores {wants} data ({hint}), not {kind}")
+    check_model_fits_data(stored["model"], data, str(path))
 
 
 def run_checks(cfg: DictConfig, config_name: str | None, run_dir: str | Path) -> None:

@@ -10,6 +10,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -145,3 +146,14 @@ def real_batch(n: int = 8, size: int = 48) -> dict[str, torch.Tensor]:
 def options(group: str) -> list[str]:
     """The options of a config group (``conf/<group>/*.yaml``)."""
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def one_line_exit_2(script: str, *args: str) -> str:
+    """Run ``script``; it must stop with exit code 2 and one line, within 5 seconds."""
+    start = time.perf_counter()
+    result = run_script(script, *args)
+    seconds = time.perf_counter() - start
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, (args, result.returncode, lines[-8:])
+    assert seconds < 5, f"{script} {args} took {seconds:.1f} s"
+    return lines[0]

@@ -1,5 +1,8 @@
 """Every option of every config group composes and builds what it promises."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -9,8 +12,9 @@ from lightning.pytorch.loggers import Logger
 from colorization.data import LabDataModule
 from colorization.data.digits import DigitsDataModule
 from colorization.tasks import ColorizationModule, ReconstructionModule
-from colorization.train import build_model, instantiate_callbacks, instantiate_loggers
-from tests.helpers import options
+from colorization.train import build_model, instantiate_callbacks, instantiate_loggers, train
+from tests.conftest import CONF
+from tests.helpers import TINY_DATA, one_line_exit_2, options
 
 
 def test_every_group_has_the_options_users_expect():
@@ -103,3 +107,33 @@ def test_experiment_options_compose_and_build(compose_cfg, option):
     cfg = compose_cfg(f"experiment={option}")
     assert isinstance(instantiate(cfg.data), (LabDataModule, DigitsDataModule))
     assert isinstance(build_model(cfg), (ColorizationModule, ReconstructionModule))
+
+
+@pytest.mark.parametrize("option", options("model"))
+def test_model_options_are_plain_model_packages_on_the_shared_base(compose_cfg, option):
+    text = (CONF / "model" / f"{option}.yaml").read_text()
+    assert "_global_" not in text  # a model option changes the model only: data, trainer belong in experiment/
+    assert "/base/colorizer@_here_" in text or "/base/model@_here_" in text
+    composed, default = compose_cfg(f"model={option}"), compose_cfg()
+    assert composed.data == default.data and composed.trainer == default.trainer
+    assert composed.model.monitor == "val/loss" and "grid_images" in composed.model
+
+
+@pytest.mark.parametrize("option", [o for o in options("data") if o != "digits"])
+def test_photo_sources_share_the_data_base(compose_cfg, option):
+    assert "/base/data@_here_" in (CONF / "data" / f"{option}.yaml").read_text()
+    data = compose_cfg(f"data={option}").data
+    assert data._target_ == "colorization.data.LabDataModule" and list(data.fractions) == [0.8, 0.1, 0.1]
+    assert data.augment._target_ == "colorization.data.DeviceAugmentation"
+
+
+def test_a_digits_model_on_photos_is_one_clear_error(tmp_path):
+    line = one_line_exit_2("train.py", "model=linear_ae", f"hydra.run.dir={tmp_path / 'run'}")
+    assert "is a ReconstructionModule, which takes DigitsDataModule data (digits: data=digits)" in line
+
+
+def test_a_baseline_with_nothing_to_train_stops_after_one_epoch(compose_cfg):
+    metrics = train(compose_cfg("model=gray", *TINY_DATA, "trainer.max_epochs=5", "trainer.accelerator=cpu",
+                                "test=false", "compare_gray=false", "callbacks.progress_bar=null"))  # fmt: skip
+    summary = json.loads((Path(compose_cfg().paths.output_dir) / "metrics.json").read_text())
+    assert summary["epochs"] == 1 and len(summary["val_loss_history"]) == 1 and "val/loss" in metrics

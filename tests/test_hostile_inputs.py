@@ -21,23 +21,12 @@ from colorization.data import ImageFolder, LabDataModule
 from colorization.data.images import ImageTooLarge, open_rgb
 from colorization.io import TEMP_SUFFIX
 from colorization.train import train
-from tests.helpers import TINY, digest, png_header_only, run_script, tiny_checkpoint
+from tests.helpers import TINY, digest, one_line_exit_2, png_header_only, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     return tiny_checkpoint(tmp_path_factory.mktemp("skip_cae"), "model.net.width=8", "model.net.depth=2")
-
-
-def one_line_exit_2(script: str, *args: str) -> str:
-    """Run ``script``; it must stop with exit code 2 and one line, within 5 seconds."""
-    start = time.perf_counter()
-    result = run_script(script, *args)
-    seconds = time.perf_counter() - start
-    lines = (result.stdout + result.stderr).strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1, (args, result.returncode, lines[-8:])
-    assert seconds < 5, f"{script} {args} took {seconds:.1f} s"
-    return lines[0]
 
 
 # ----------------------------------------------------------------------------- resume
@@ -210,12 +199,19 @@ def test_eval_of_a_checkpoint_whose_config_does_not_match_its_weights(ckpt, tmp_
 
 
 def test_eval_of_a_digits_checkpoint_on_photos(tmp_path):
-    overrides = ["model=linear_ae", "trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=none", "test=false"]
+    overrides = [
+        "model=linear_ae",
+        "data=digits",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "logger=none",
+        "test=false",
+    ]
     train(compose_config("train", [*overrides, "callbacks.progress_bar=null"], tmp_path / "digits"))
     GlobalHydra.instance().clear()
     digits = tmp_path / "digits" / "checkpoints" / "last.ckpt"
     line = one_line_exit_2("eval.py", f"ckpt_path={digits}", "data=sample", f"hydra.run.dir={tmp_path / 'r'}")
-    assert "holds a ReconstructionModule, which scores DigitsDataModule data" in line
+    assert "is a ReconstructionModule, which takes DigitsDataModule data" in line and "not LabDataModule" in line
 
 
 def test_a_photo_removed_during_training_warns_once(photo_dir):

@@ -26,7 +26,9 @@ def backbone() -> FrozenClassifier:
 
 @pytest.mark.parametrize("option", [o for o in options("model")])
 def test_every_model_passes_a_fast_dev_run(compose_cfg, option):
-    metrics = train(compose_cfg(f"model={option}", "debug=fdr", *(TINY_DATA if option != "linear_ae" else [])))
+    metrics = train(
+        compose_cfg(f"model={option}", "debug=fdr", *(TINY_DATA if option != "linear_ae" else ["data=digits"]))
+    )
     assert np.isfinite(metrics["train/loss"]) and np.isfinite(metrics["val/loss"])
 
 
@@ -40,7 +42,7 @@ def test_every_model_checkpoint_loads_with_weights_only(compose_cfg, tmp_path, o
         "test=false",
     ]
     overrides += ["compare_gray=false", "callbacks.progress_bar=null", "data.num_workers=0"]
-    train(compose_cfg(*overrides, *(TINY_DATA if option != "linear_ae" else [])))
+    train(compose_cfg(*overrides, *(TINY_DATA if option != "linear_ae" else ["data=digits"])))
     path = tmp_path / "run" / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     assert checkpoint["colorization_config"]["model"]["_target_"].startswith("colorization.tasks.")
