@@ -2,10 +2,11 @@
 
 CIE Lab (D65) splits a photo into lightness L in [0, 100] and chroma ab in about
 [-110, 110] (sRGB colours reach about -86..98 in a and -108..95 in b). The network sees
-and predicts normalised values, as in Zhang et al. (richzhang/colorization):
+and predicts normalised values:
 
-* ``L_norm = (L - 50) / 50``  -> [-1, 1]  (network input)
-* ``ab_norm = ab / 110``      -> about [-1, 1] (Tanh output range)
+* ``L_norm = (L - 50) / 50``  -> [-1, 1]  (network input; Zhang et al.'s code centres L at 50
+  and divides by 100, giving [-0.5, 0.5]: ours spans the whole Tanh range)
+* ``ab_norm = ab / 110``      -> about [-1, 1] (Tanh output range; Zhang et al. also use 110)
 
 Tensors are ``(B, C, H, W)`` float; RGB is sRGB in [0, 1].
 

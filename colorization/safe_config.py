@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,41 @@ REGISTRY: dict[str, Kind] = {
     "augment": Kind(_targets("colorization.data.augment", "DeviceAugmentation", alias="colorization.data")),
 }
 
+#: modules of the user's own models (comma-separated), imported before a stored config is
+#: checked so that their ``@register``-ed classes may be built: code the user trusts, named
+#: by the user, never by the checkpoint. Installed packages can declare theirs as entry points
+#: of the group ``colorization.plugins``.
+PLUGINS_ENV = "COLORIZATION_PLUGINS"
+
+
+def register(kind: str):
+    """Class decorator: allow ``cls`` to be built from stored configs as a ``kind`` ("net",
+    "task", "source", ...), under the name a config gives it (``module.Class``)::
+
+        @register("net")
+        class MyNet(nn.Module): ...
+    """
+
+    def add(cls):
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        REGISTRY[kind].targets[name] = f"{cls.__module__}:{cls.__qualname__}"
+        return cls
+
+    return add
+
+
+@functools.cache
+def load_plugins() -> tuple[str, ...]:
+    """Import the user's model modules (:data:`PLUGINS_ENV`, entry points); returns their names."""
+    from importlib.metadata import entry_points
+
+    names = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+    names += [ep.value.split(":")[0] for ep in entry_points(group="colorization.plugins")]
+    for name in names:
+        importlib.import_module(name)
+    return tuple(names)
+
+
 #: keys Hydra gives a meaning; of them a stored config may use only these two
 _ALLOWED_SPECIAL = {"_target_", "_partial_"}
 
@@ -115,14 +151,22 @@ def _check_plain(value: Any, key: str) -> None:
 
 def check(node: Any, kind: str, key: str) -> None:
     """Raise :class:`UnsafeConfig` naming the key unless ``node`` builds only what
-    ``REGISTRY[kind]`` allows, with plain values everywhere else."""
+    ``REGISTRY[kind]`` allows (the user's plugins loaded first), with plain values everywhere else."""
+    load_plugins()
+    _check(node, kind, key)
+
+
+def _check(node: Any, kind: str, key: str) -> None:
     if not isinstance(node, Mapping):
         raise UnsafeConfig(f"{key}: expected a config with a _target_, got a {type(node).__name__}")
     spec = REGISTRY[kind]
     target = node.get("_target_")
     if not isinstance(target, str) or target not in spec.targets:
         shown = str(target)[:80] if target is not None else "no _target_"
-        raise UnsafeConfig(f"{key}._target_: {shown} is not a {kind} this project builds from a stored config")
+        raise UnsafeConfig(
+            f"{key}._target_: {shown} is not a {kind} this project builds from a stored config "
+            f"(a model of your own: @register it and set {PLUGINS_ENV}=<its module>)"
+        )
     for name, value in node.items():
         where = f"{key}.{name}"
         if not isinstance(name, str) or not name.isidentifier():
@@ -133,7 +177,7 @@ def check(node: Any, kind: str, key: str) -> None:
             if name == "_partial_" and not isinstance(value, bool):
                 raise UnsafeConfig(f"{where}: must be true or false")
         elif name in spec.children and isinstance(value, Mapping):
-            check(value, spec.children[name], where)
+            _check(value, spec.children[name], where)
         elif name in spec.required:
             raise UnsafeConfig(f"{where}: expected a config with a _target_, got a {type(value).__name__}")
         else:
