@@ -109,9 +109,8 @@ def distribution_metrics(model: L.LightningModule, datamodule, cfg: DictConfig) 
     if cfg.fid_inception:
         metrics["fid_inception"] = inception_fid()
     model.eval()
-    loader = datamodule.test_dataloader() if cfg.split == "test" else datamodule.val_dataloader()
-    for index, raw in enumerate(loader):
-        batch = model.prepare_batch(datamodule.on_after_batch_transfer(raw.to(model.device), 0), cfg.split, index)
+    for index, batch in enumerate(datamodule.device_batches(cfg.split, model.device)):
+        batch = model.prepare_batch(batch, cfg.split, index)
         pred = model.to_rgb(batch["L"], model.model_step(batch)[1])
         for metric in metrics.values():
             metric.to(model.device).update(pred, batch["rgb"])

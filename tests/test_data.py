@@ -44,6 +44,19 @@ def test_workers_deliver_uint8_and_the_hook_delivers_normalised_lab(photo_dir):
     assert torch.allclose(batch["rgb"], raw.float() / 255)
 
 
+def test_device_batches_take_lightnings_path_and_count_only_lightnings_batches(photo_dir):
+    dm = make_dm(ImageFolder(photo_dir), num_workers=0, fractions=(0.6, 0.2, 0.2))
+    attach(dm, training=True)  # a loop outside Lightning's while training (closed-form fitting)
+    dm.trainer.world_size, dm.trainer.global_rank = 1, 0
+    batches = list(dm.device_batches("train", torch.device("cpu")))
+    assert len(batches) == len(dm.train_dataloader()) and set(batches[0]) == {"L", "ab", "rgb"}
+    assert dm.train_sampler.consumed == 0  # only batches Lightning hands to the model count
+    raw = next(iter(dm.val_dataloader()))
+    first = next(dm.device_batches("val", torch.device("cpu")))
+    assert all(torch.equal(first[k], v) for k, v in dm.on_after_batch_transfer(raw, 0).items())
+    assert dm.train_sampler.consumed == 1  # the hook counted that one
+
+
 def test_augmentation_runs_in_training_only(photo_dir):
     dm = make_dm(ImageFolder(photo_dir), augment=DeviceAugmentation(hflip=1.0, rotation=0, shear=0), num_workers=1)
     raw = next(iter(dm.val_dataloader()))

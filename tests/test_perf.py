@@ -84,9 +84,9 @@ def test_device_transforms_are_a_few_batched_kernels(photo_dir):
     counts = {}
     for n in (4, 32):
         batch = [images.repeat(n // 4, 1, 1, 1).to("meta"), theta.repeat(n // 4, 1, 1).to("meta")]
-        dm.on_after_batch_transfer(batch, 0), dm.on_after_batch_transfer(batch[0], 0)  # constants: once per device
-        counts[n] = (count_ops(lambda b=batch: dm.on_after_batch_transfer(b, 0)),
-                     count_ops(lambda b=batch: dm.on_after_batch_transfer(b[0], 0)))  # fmt: skip
+        dm.device_transforms(batch), dm.device_transforms(batch[0])  # constants: once per device
+        counts[n] = (count_ops(lambda b=batch: dm.device_transforms(b)),
+                     count_ops(lambda b=batch: dm.device_transforms(b[0])))  # fmt: skip
     assert counts[4] == counts[32]  # nothing per photo
     training, evaluation = counts[32]
     assert training <= 30 and evaluation <= 22, counts

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import lightning as L
 import numpy as np
@@ -339,15 +339,33 @@ class LabDataModule(L.LightningDataModule):
             return [part.to(device, non_blocking=non_blocking) for part in batch]
         return batch.to(device, non_blocking=non_blocking)
 
-    def on_after_batch_transfer(
-        self, batch: torch.Tensor | list[torch.Tensor], dataloader_idx: int
-    ) -> dict[str, torch.Tensor]:
-        """uint8 RGB on the device (training: with augmentation matrices) -> normalised Lab batch."""
-        if self.trainer is not None and self.trainer.training and self.train_sampler is not None:
-            self.train_sampler.consumed += 1  # this batch reached the model: a checkpoint skips it
+    def device_transforms(self, batch: torch.Tensor | list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A uint8 RGB batch on the device (training: with augmentation matrices) -> the
+        normalised Lab batch every model sees. Pure: counts nothing."""
         if isinstance(batch, (list, tuple)):  # training crops and their matrices
             images, theta = batch
             if self.augment is None:
                 return lab_batch(images)
             return lab_batch(self.augment(images, theta).div_(255.0).clamp_(0.0, 1.0))
         return lab_batch(batch)
+
+    def device_batch(self, raw: torch.Tensor | list[torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+        """A loader batch -> the model's batch on ``device``: the path Lightning's loop takes."""
+        return self.device_transforms(self.transfer_batch_to_device(raw, device, 0))
+
+    def device_batches(self, split: str, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+        """Every batch of ``split`` as the model sees it, for loops outside Lightning's
+        (closed-form fitting, set-level metrics, benchmarks)."""
+        self.setup("fit")
+        loader = {"train": self.train_dataloader, "val": self.val_dataloader, "test": self.test_dataloader}[split]()
+        for raw in loader:
+            yield self.device_batch(raw, device)
+
+    def on_after_batch_transfer(
+        self, batch: torch.Tensor | list[torch.Tensor], dataloader_idx: int
+    ) -> dict[str, torch.Tensor]:
+        """Lightning's hook: :meth:`device_transforms`, and the one place the training
+        sampler's progress is counted (a batch handed to the model: a checkpoint skips it)."""
+        if self.trainer is not None and self.trainer.training and self.train_sampler is not None:
+            self.train_sampler.consumed += 1
+        return self.device_transforms(batch)

@@ -129,9 +129,7 @@ class ColorizationModule(ConfiguredModule):
     @torch.no_grad()
     def fit_closed_form(self, datamodule) -> None:
         """Closed-form baselines (a ``fit_batch`` / ``finish_fit`` net) see the training split once."""
-        datamodule.setup("fit")
-        for raw in datamodule.train_dataloader():
-            batch = datamodule.on_after_batch_transfer(datamodule.transfer_batch_to_device(raw, self.device, 0), 0)
+        for batch in datamodule.device_batches("train", self.device):
             self.net.fit_batch(batch["L"], batch["ab"])
         self.net.finish_fit()
 

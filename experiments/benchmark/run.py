@@ -74,7 +74,7 @@ def figure(checkpoints: dict[str, Path], args: argparse.Namespace, out: Path, n:
 
     datamodule = instantiate(compose_config("train", data_overrides(args), out / "figure").data)
     datamodule.setup("test")
-    batch = datamodule.on_after_batch_transfer(next(iter(datamodule.test_dataloader()))[:n], 0)
+    batch = datamodule.device_batch(next(iter(datamodule.test_dataloader()))[:n], torch.device("cpu"))
     columns = [gray_rgb(batch["L"])]
     for path in checkpoints.values():
         model = model_from_checkpoint(load_checkpoint(path)).eval()

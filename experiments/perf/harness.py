@@ -171,7 +171,7 @@ def input_pipeline(
     paths = [dm.source.paths[i] for i in dm.splits["train"]]
 
     def ours(raw: torch.Tensor) -> dict:
-        return dm.on_after_batch_transfer(dm.transfer_batch_to_device(raw, device, 0), 0)
+        return dm.device_batch(raw, device)
 
     pin = device.type == "cuda"
 
@@ -224,7 +224,7 @@ def count_ops(fn: Callable[[], object]) -> int:
 
 
 def device_transforms(root: Path, image_size: int, batch_size: int, device: torch.device, budget: Budget) -> list[Row]:
-    """Images/s of ``on_after_batch_transfer`` alone on batches already on the device."""
+    """Images/s of ``device_transforms`` alone on batches already on the device."""
     dm = lab_datamodule(root, image_size, batch_size, 0, augment=DeviceAugmentation())
     dm.setup("fit")
     train = dm.transfer_batch_to_device(next(iter(dm.train_dataloader())), device, 0)
@@ -232,11 +232,11 @@ def device_transforms(root: Path, image_size: int, batch_size: int, device: torc
     for name, batch in (("augmentation + Lab, training batch", train), ("Lab, evaluation batch", train[0])):
 
         def transform(b=batch) -> dict:
-            return dm.on_after_batch_transfer(b, 0)
+            return dm.device_transforms(b)
 
         transform()  # constants on the device, once
         ops = count_ops(transform)
-        rates = loader_rate(itertools.repeat(batch), lambda b: dm.on_after_batch_transfer(b, 0), device,
+        rates = loader_rate(itertools.repeat(batch), dm.device_transforms, device,
                             batch_size, budget)  # fmt: skip
         rows.append(Row("device transforms", name, rates, f"{ops} tensor ops per batch, {image_size} px, batch "
                         f"{batch_size}", {"ops": ops}))  # fmt: skip
@@ -269,7 +269,7 @@ def main_process_overhead(root: Path, batch_size: int, num_workers: int, device:
         synchronize(device)
         start = time.perf_counter()
         for _ in range(batches):
-            dm.on_after_batch_transfer(dm.transfer_batch_to_device(next(batches_iter), device, 0), 0)
+            dm.device_batch(next(batches_iter), device)
         synchronize(device)
         rates.append(batches * batch_size / (time.perf_counter() - start))
         del batches_iter
@@ -353,7 +353,7 @@ def step_rate(
         datamodule.setup("fit")
         raw = next(iter(datamodule.train_dataloader()))
         with torch.no_grad():
-            batch = datamodule.on_after_batch_transfer(datamodule.transfer_batch_to_device(raw, device, 0), 0)
+            batch = datamodule.device_batch(raw, device)
         datamodule = SyntheticBatches(batch, total)
     timer = StepTimer(budget.warmup, budget.steps)
     trainer = L.Trainer(
