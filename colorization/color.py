@@ -189,19 +189,26 @@ def gray_rgb(l_norm: torch.Tensor) -> torch.Tensor:
     return lab_norm_to_rgb(l_norm, torch.zeros_like(l_norm).expand(-1, 2, -1, -1))
 
 
-def colorfulness(rgb: np.ndarray) -> float:
-    """Hasler & Suesstrunk (2003) colourfulness M3 of an (H, W, 3) RGB image on 0..255.
+def colorfulness_batch(rgb: torch.Tensor) -> torch.Tensor:
+    """Hasler & Suesstrunk (2003) colourfulness M3 of each image of (B, 3, H, W) sRGB in
+    [0, 1], scored on the 0..255 scale -> (B,).
 
     ``rg = R - G``, ``yb = (R + G) / 2 - B`` (signed opponent channels);
     ``M3 = sqrt(std_rg^2 + std_yb^2) + 0.3 * sqrt(mean_rg^2 + mean_yb^2)``.
     A gray image scores 0; the authors call < 15 "not colourful", > 45 "quite colourful".
     """
-    x = np.asarray(rgb, dtype=np.float64)
-    rg = x[..., 0] - x[..., 1]
-    yb = 0.5 * (x[..., 0] + x[..., 1]) - x[..., 2]
-    sigma = np.sqrt(rg.std() ** 2 + yb.std() ** 2)
-    mu = np.sqrt(rg.mean() ** 2 + yb.mean() ** 2)
-    return float(sigma + 0.3 * mu)
+    x = rgb.double() * 255
+    rg = x[:, 0] - x[:, 1]
+    yb = 0.5 * (x[:, 0] + x[:, 1]) - x[:, 2]
+    sigma = torch.sqrt(rg.flatten(1).var(1, correction=0) + yb.flatten(1).var(1, correction=0))
+    mu = torch.sqrt(rg.flatten(1).mean(1) ** 2 + yb.flatten(1).mean(1) ** 2)
+    return sigma + 0.3 * mu
+
+
+def colorfulness(rgb: np.ndarray) -> float:
+    """:func:`colorfulness_batch` of one (H, W, 3) RGB image on 0..255 (the set-up scan's form)."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float64)).permute(2, 0, 1)[None] / 255
+    return float(colorfulness_batch(x)[0])
 
 
 def in_srgb_gamut(rgb: torch.Tensor, tolerance: float = 1e-4) -> torch.Tensor:

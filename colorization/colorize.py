@@ -42,7 +42,7 @@ from PIL.PngImagePlugin import PngInfo
 from torch import nn
 
 from colorization.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, net_from_checkpoint
-from colorization.color import AB_SCALE, lab_to_rgb_preserving_l, normalize_l, rgb_to_lab_norm, rgb_u8_to_lab
+from colorization.color import AB_SCALE, lab_to_rgb_preserving_l, normalize_l, rgb_u8_to_lab
 from colorization.data.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, UnreadableImage, open_rgb
 from colorization.io import atomic_path, remove_stale_temp_files, save_image_atomic
 from colorization.runtime import Interrupted, signals_interrupt
@@ -80,9 +80,10 @@ class Colorizer(nn.Module):
 
     def __init__(self, net: nn.Module, output: str = "ab", can_sample: bool = False) -> None:
         super().__init__()
-        from colorization.models.blocks import check_output
+        from colorization.outputs import output_space
 
-        self.net, self.output, self.can_sample = net, check_output(output), can_sample
+        self.net, self.space, self.can_sample = net, output_space(output), can_sample
+        self.output = self.space.name
         self.latent_dim = getattr(net, "latent_dim", 0) if can_sample else 0
 
     @classmethod
@@ -96,16 +97,9 @@ class Colorizer(nn.Module):
             )
         return cls(module.net, module.output, isinstance(module, VAEColorizationModule))
 
-    def to_ab(self, pred: torch.Tensor) -> torch.Tensor:
-        if self.output == "ab":
-            return pred
-        if self.output == "rgb":
-            return rgb_to_lab_norm(pred.clamp(0, 1))[1]
-        return pred[:, 1:]
-
     def forward(self, l_norm: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         pred = self.net(l_norm) if z is None else self.net.decode(l_norm, z)
-        return self.to_ab(pred)
+        return self.space.to_ab(pred)
 
 
 def colorizer_from_checkpoint(checkpoint: dict) -> Colorizer:
@@ -538,10 +532,9 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
 def _run(argv: Sequence[str] | None, parser: argparse.ArgumentParser, job) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     check_args(args, parser)
-    torch.set_grad_enabled(False)
     summary = Summary()
     try:
-        with signals_interrupt():
+        with signals_interrupt(), torch.no_grad():  # restored after: main() may run inside a program
             return job(args, summary)
     except ColorizeError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)

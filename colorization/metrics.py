@@ -18,13 +18,12 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from colorization.color import AB_SCALE, rgb_to_lab_norm
+from colorization.color import colorfulness_batch, rgb_to_lab
 
 
-def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
-    """sRGB (B, 3, H, W) in [0, 1] -> Lab in real units (L 0..100, ab about -110..110)."""
-    l_norm, ab_norm = rgb_to_lab_norm(rgb)
-    return torch.cat([l_norm * 50 + 50, ab_norm * AB_SCALE], dim=1)
+def _lab(rgb: torch.Tensor) -> torch.Tensor:
+    """Lab (L 0..100, ab about -110..110) of the RGB a user sees (clipped to sRGB)."""
+    return rgb_to_lab(rgb.float().clamp(0, 1))
 
 
 def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -60,16 +59,6 @@ def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor, dim: int = 1) -> torch.Ten
     return torch.sqrt(terms.clamp_min(0))
 
 
-def colorfulness(rgb: torch.Tensor) -> torch.Tensor:
-    """Hasler & Suesstrunk M3 of each image of (B, 3, H, W) RGB in [0, 1] (scored on 0..255) -> (B,)."""
-    x = rgb.double() * 255
-    rg = x[:, 0] - x[:, 1]
-    yb = 0.5 * (x[:, 0] + x[:, 1]) - x[:, 2]
-    sigma = torch.sqrt(rg.flatten(1).var(1, correction=0) + yb.flatten(1).var(1, correction=0))
-    mu = torch.sqrt(rg.flatten(1).mean(1) ** 2 + yb.flatten(1).mean(1) ** 2)
-    return sigma + 0.3 * mu
-
-
 class _MeanMetric(Metric):
     """Accumulates a sum and a count; subclasses say what one batch adds."""
 
@@ -96,7 +85,7 @@ class DeltaE2000(_MeanMetric):
     """Mean CIEDE2000 difference per pixel between predicted and true RGB (0: identical)."""
 
     def values(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return ciede2000(rgb_to_lab(preds.float()), rgb_to_lab(target.float()))
+        return ciede2000(_lab(preds), _lab(target))
 
 
 class Colorfulness(_MeanMetric):
@@ -109,14 +98,14 @@ class Colorfulness(_MeanMetric):
         self.of = of
 
     def values(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return colorfulness(preds if self.of == "preds" else target)
+        return colorfulness_batch(preds if self.of == "preds" else target)
 
 
 class ColorfulnessGap(_MeanMetric):
     """Mean colourfulness(prediction) - colourfulness(truth); below 0: less colourful than the truth."""
 
     def values(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return colorfulness(preds) - colorfulness(target)
+        return colorfulness_batch(preds) - colorfulness_batch(target)
 
 
 class AbAuC(Metric):
@@ -135,7 +124,7 @@ class AbAuC(Metric):
         self.add_state("hist", torch.zeros(max_threshold + 2, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        error = torch.linalg.vector_norm(rgb_to_lab(preds.float())[:, 1:] - rgb_to_lab(target.float())[:, 1:], dim=1)
+        error = torch.linalg.vector_norm(_lab(preds)[:, 1:] - _lab(target)[:, 1:], dim=1)
         # bin k counts errors in (k-1, k]; the last bin everything above max_threshold
         bins = torch.ceil(error).clamp(0, self.max_threshold + 1).long().flatten()
         self.hist += torch.bincount(bins, minlength=self.max_threshold + 2).double()
@@ -156,7 +145,7 @@ class AbR2(Metric):
             self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        ab_pred, ab_true = rgb_to_lab(preds.float())[:, 1:].double(), rgb_to_lab(target.float())[:, 1:].double()
+        ab_pred, ab_true = _lab(preds)[:, 1:].double(), _lab(target)[:, 1:].double()
         self.residual += (ab_pred - ab_true).pow(2).sum()
         self.total += ab_true.sum()
         self.total_sq += ab_true.pow(2).sum()

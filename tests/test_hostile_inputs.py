@@ -133,6 +133,7 @@ def test_a_photo_named_export_colours_like_any_other(ckpt, photos, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     Image.fromarray(photos["coffee"]).save(tmp_path / "export", format="PNG")
     assert main(["export", "--ckpt", str(ckpt), "-o", "out"]) == 0
+    assert torch.is_grad_enabled()  # main() gives the caller its grad mode back
     assert Image.open(tmp_path / "out" / "export.png").size == Image.open(tmp_path / "export").size
     (tmp_path / "export").unlink()
     assert main(["export", "--ckpt", str(ckpt), "-o", "out2"]) == 1

@@ -17,7 +17,6 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from colorization.color import linear_to_lab, rgb_u8_to_linear, srgb_to_linear
 from colorization.data.augment import DRAWS, DeviceAugmentation
+from colorization.data.base import SplitDataModule
 from colorization.data.images import DataSourceError, UnreadableImage
 from colorization.data.scan import ScanReport, scan_source, split_by_photo
 from colorization.data.sources import ImageSource
@@ -203,7 +203,7 @@ def auto_workers(num_workers: int | str, limit: int = 8) -> int:
     return num_workers
 
 
-class LabDataModule(L.LightningDataModule):
+class LabDataModule(SplitDataModule):
     """Photos from any ``source``, split by photo, as normalised Lab batches on the device.
 
     Args:
@@ -298,7 +298,7 @@ class LabDataModule(L.LightningDataModule):
             raise RuntimeError("call setup() first")
         return [self.source.name(i) for i in self.splits[split]]
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             raise ValueError(f"the {split!r} split is empty: raise its fraction in data.fractions")
         dataset = self.datasets[split]
@@ -316,18 +316,6 @@ class LabDataModule(L.LightningDataModule):
         self.train_sampler = sampler
         drop_last = sampler.num_samples > self.batch_size  # a split smaller than a batch is one batch
         return ResumableLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last, **common)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
     def transfer_batch_to_device(
         self, batch: torch.Tensor | list[torch.Tensor], device: torch.device, dataloader_idx: int

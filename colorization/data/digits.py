@@ -7,10 +7,10 @@ MNIST, 28x28, from ``root`` (``download=true`` with network access). Batches are
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from colorization.data.base import SplitDataModule
 from colorization.data.images import DataSourceError
 from colorization.data.scan import split_by_photo
 
@@ -35,7 +35,7 @@ def load_digits_tensor(source: str, root: str | None = None, download: bool = Fa
     raise ValueError(f"unknown digits source {source!r}; choose sklearn or mnist")
 
 
-class DigitsDataModule(L.LightningDataModule):
+class DigitsDataModule(SplitDataModule):
     """Digits split ``fractions`` (train, val, test) under ``seed``; images are small, kept in memory."""
 
     def __init__(
@@ -60,19 +60,10 @@ class DigitsDataModule(L.LightningDataModule):
         splits = split_by_photo(list(range(len(images))), self.fractions, self.seed)
         self.datasets = {name: TensorDataset(images[idx]) for name, idx in splits.items() if idx}
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
             self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
     def on_after_batch_transfer(self, batch: list[torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         return {"image": batch[0]}

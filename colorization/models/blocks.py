@@ -5,20 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: what a colorizer predicts -> (channels, final activation):
-#: ``ab`` normalised Lab chroma in [-1, 1] (Tanh; seeds 003/004), ``rgb`` sRGB in [0, 1]
-#: (sigmoid; seeds 000/002), ``lab`` normalised L and ab (restoration: the model also
-#: repairs the lightness it was given)
-OUTPUTS = {"ab": (2, nn.Tanh), "rgb": (3, nn.Sigmoid), "lab": (3, nn.Tanh)}
+from colorization.outputs import output_space
 
 #: seed 004: LeakyReLU with negative slope 0.1 after BatchNorm
 LEAKY_SLOPE = 0.1
-
-
-def check_output(output: str) -> str:
-    if output not in OUTPUTS:
-        raise ValueError(f"unknown output {output!r}; choose from {sorted(OUTPUTS)}")
-    return output
 
 
 def colour_head(in_channels: int, output: str, kernel_size: int = 3) -> nn.Sequential:
@@ -27,11 +17,11 @@ def colour_head(in_channels: int, output: str, kernel_size: int = 3) -> nn.Seque
     Zero-initialised, so an untrained model predicts "no colour" (ab = 0, or mid-gray RGB)
     and training moves away from the gray baseline only where the data says so.
     """
-    channels, activation = OUTPUTS[check_output(output)]
-    conv = nn.Conv2d(in_channels, channels, kernel_size, padding=kernel_size // 2)
+    space = output_space(output)
+    conv = nn.Conv2d(in_channels, space.channels, kernel_size, padding=kernel_size // 2)
     nn.init.zeros_(conv.weight)
     nn.init.zeros_(conv.bias)
-    return nn.Sequential(conv, activation())
+    return nn.Sequential(conv, space.activation())
 
 
 class GlobalFusion(nn.Module):

@@ -33,7 +33,7 @@ class StackedCAE(nn.Module):
             convolutions (right after its first convolution).
         first_kernel: kernel size of the very first convolution (Alpha 5, Beta 3).
         dropout: dropout probability after each block (seed 001: "dropouts to introduce noise").
-        output: ``ab`` or ``rgb`` (see :data:`colorization.models.blocks.OUTPUTS`).
+        output: ``ab`` or ``rgb`` (see :data:`colorization.outputs.OUTPUTS`).
     """
 
     def __init__(

@@ -14,8 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from colorization.models.blocks import OUTPUTS, ConvBNAct
+from colorization.models.blocks import ConvBNAct
 from colorization.models.skip_cae import SkipCAE
+from colorization.outputs import output_space
 
 
 class ConditionalVAE(nn.Module):
@@ -29,7 +30,7 @@ class ConditionalVAE(nn.Module):
         output: str = "ab",
     ) -> None:
         super().__init__()
-        channels = OUTPUTS[output][0]
+        channels = output_space(output).channels
         w = encoder_width
         self.latent_dim = latent_dim
         self.posterior = nn.Sequential(

@@ -13,6 +13,12 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
 
+def evaluation_generator(seed: int, batch_idx: int, device: torch.device) -> torch.Generator:
+    """The random numbers of evaluation batch ``batch_idx`` (noise, degradations): the same at
+    every validation, so its scores change only with the model."""
+    return torch.Generator(device=device).manual_seed(seed * 100_003 + batch_idx)
+
+
 class ConfiguredModule(L.LightningModule):
     """Base class.
 

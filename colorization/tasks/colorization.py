@@ -7,10 +7,10 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from colorization.color import AB_SCALE, gray_rgb, lab_norm_to_rgb, rgb_to_lab_norm
+from colorization.color import AB_SCALE, gray_rgb, rgb_to_lab_norm
 from colorization.losses import get_loss
 from colorization.metrics import AbAuC, AbR2, Colorfulness, ColorfulnessGap, DeltaE2000
-from colorization.models.blocks import check_output
+from colorization.outputs import output_space
 from colorization.tasks.base import ConfiguredModule, OptimizerFactory, SchedulerFactory
 
 
@@ -72,7 +72,8 @@ class ColorizationModule(ConfiguredModule):
         super().__init__(optimizer, scheduler, monitor)
         # modules and callables stay out of hparams: checkpoints must load with weights_only=True
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", *self.modules_in_args], logger=False)
-        self.output = check_output(output)
+        self.space = output_space(output)
+        self.output = self.space.name
         self.net = net
         self.criterion = get_loss(loss)
         self.metrics = nn.ModuleDict({stage: rgb_metrics(f"{stage}/") for stage in ("val", "test")})
@@ -94,20 +95,12 @@ class ColorizationModule(ConfiguredModule):
         return self.net(l_norm)
 
     def target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """What the net's output is compared with: normalised ab, RGB, or normalised Lab."""
-        if self.output == "ab":
-            return batch["ab"]
-        if self.output == "rgb":
-            return batch["rgb"]
-        return torch.cat([batch["L"], batch["ab"]], dim=1)
+        """What the net's output is compared with (:meth:`OutputSpace.target`)."""
+        return self.space.target(batch)
 
     def to_rgb(self, l_norm: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-        """The photo a user sees: prediction (with the true L for ``ab``) as sRGB in [0, 1]."""
-        if self.output == "ab":
-            return lab_norm_to_rgb(l_norm, pred)
-        if self.output == "rgb":
-            return pred.clamp(0, 1)
-        return lab_norm_to_rgb(pred[:, :1], pred[:, 1:])
+        """The photo a user sees (:meth:`OutputSpace.to_rgb`)."""
+        return self.space.to_rgb(l_norm, pred)
 
     def prepare_batch(self, batch: dict[str, torch.Tensor], stage: str, batch_idx: int) -> dict[str, torch.Tensor]:
         """Model-specific input changes on the device (degradations, masks); none here."""
@@ -157,7 +150,7 @@ class ColorizationModule(ConfiguredModule):
         rgb_pred = self.to_rgb(l_norm, pred)
         self.metrics[stage].update(rgb_pred, batch["rgb"])
         self.log_dict(self.metrics[stage], batch_size=n)
-        ab_pred = pred if self.output == "ab" else rgb_to_lab_norm(rgb_pred)[1]
+        ab_pred = pred if self.output == "ab" else rgb_to_lab_norm(rgb_pred)[1]  # the ab of what is shown
         self.ab_l1[stage].update(ab_pred * AB_SCALE, batch["ab"] * AB_SCALE)
         self.log(f"{stage}/ab_l1", self.ab_l1[stage], batch_size=n)
         if batch_idx != 0:

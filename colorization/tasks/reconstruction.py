@@ -7,10 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from colorization.tasks.base import ConfiguredModule, OptimizerFactory, SchedulerFactory
-from colorization.tasks.vae import kl_to_standard_normal
-
-RECONSTRUCTION_LOSSES = {"mse": F.mse_loss, "bce": F.binary_cross_entropy, "l1": F.l1_loss}
+from colorization.losses import get_loss
+from colorization.tasks.base import ConfiguredModule, OptimizerFactory, SchedulerFactory, evaluation_generator
+from colorization.tasks.vae import kl_to_standard_normal, reparameterize
 
 
 class ReconstructionModule(ConfiguredModule):
@@ -39,16 +38,14 @@ class ReconstructionModule(ConfiguredModule):
     ) -> None:
         super().__init__(optimizer, scheduler, monitor)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
-        if loss not in RECONSTRUCTION_LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose from {sorted(RECONSTRUCTION_LOSSES)}")
-        self.net, self.criterion = net, RECONSTRUCTION_LOSSES[loss]
+        self.net, self.criterion = net, get_loss(loss)
 
     def corrupt(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
         if self.hparams.noise_std <= 0:
             return x
         generator = None
         if not self.training:
-            generator = torch.Generator(device=x.device).manual_seed(self.hparams.seed * 100_003 + batch_idx)
+            generator = evaluation_generator(self.hparams.seed, batch_idx, x.device)
         noise = torch.randn(x.shape, device=x.device, generator=generator)
         return (x + self.hparams.noise_std * noise).clamp(0, 1)
 
@@ -57,7 +54,7 @@ class ReconstructionModule(ConfiguredModule):
         noisy = self.corrupt(clean, batch_idx)
         if getattr(self.net, "variational", False):
             mu, logvar = self.net.encode(noisy)
-            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
+            z = reparameterize(mu, logvar, self.training)
             recon = self.net.decode(z)
             kl = kl_to_standard_normal(mu, logvar)
             loss = self.criterion(recon, clean) + self.hparams.kl_weight * kl

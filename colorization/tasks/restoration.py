@@ -9,6 +9,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from colorization.color import L_CENTER, L_SCALE
 from colorization.data.degrade import Degradation
+from colorization.tasks.base import evaluation_generator
 from colorization.tasks.colorization import ColorizationModule
 
 
@@ -40,7 +41,7 @@ class RestorationModule(ColorizationModule):
     def prepare_batch(self, batch: dict[str, torch.Tensor], stage: str, batch_idx: int) -> dict[str, torch.Tensor]:
         generator = None
         if stage != "train":
-            generator = torch.Generator(device=batch["L"].device).manual_seed(self.seed * 100_003 + batch_idx)
+            generator = evaluation_generator(self.seed, batch_idx, batch["L"].device)
         degraded = self.degradation(to_unit(batch["L"]), generator=generator)
         return {**batch, "L_degraded": from_unit(degraded)}
 

@@ -13,6 +13,11 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
 
 
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, sample: bool) -> torch.Tensor:
+    """z = mu + sigma * eps (eps ~ N(0, I)) when ``sample`` (training), else the mean mu."""
+    return mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
+
+
 class VAEColorizationModule(ColorizationModule):
     """Trains a :class:`~colorization.models.ConditionalVAE`.
 
@@ -35,7 +40,7 @@ class VAEColorizationModule(ColorizationModule):
     def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict]:
         l_norm, target = batch["L"], self.target(batch)
         mu, logvar = self.net.encode(l_norm, target)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
+        z = reparameterize(mu, logvar, self.training)
         posterior_pred = self.net.decode(l_norm, z)
         recon = self.criterion(posterior_pred, target)
         kl = kl_to_standard_normal(mu, logvar)
