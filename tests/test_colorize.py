@@ -16,15 +16,17 @@ from PIL import Image
 from skimage.color import rgb2lab
 
 from colorization.color import lab_to_rgb_preserving_l
-from colorization.colorize import Colorizer, compose_full_resolution, export_model, main
+from colorization.colorize import main
 from colorization.compose import compose_config
+from colorization.inference.export import export_model
+from colorization.inference.fullres import compose_full_resolution
+from colorization.inference.model import Colorizer
 from colorization.train import build_model
 from tests.conftest import ROOT
 from tests.helpers import digest, png_header_only, tiny_checkpoint
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*exists and is not empty.*"),
-    pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning"),
 ]
 
 
@@ -151,17 +153,21 @@ def test_compare_panels_and_console_script(ckpt, photos, tmp_path):
 
 
 def test_network_alone_colours_as_the_whole_trained_module(ckpt, monkeypatch):
-    from colorization import colorize
+    """The net alone, as the task described it in the checkpoint, is the trained module's
+    colorizer; a checkpoint without that description goes through the LightningModule."""
     from colorization.checkpoint import load_checkpoint, model_from_checkpoint
+    from colorization.inference import model as inference_model
 
     checkpoint = load_checkpoint(ckpt)
-    light = colorize.colorizer_from_checkpoint(checkpoint).eval()
+    assert checkpoint["inference"] == {"output": "ab", "samples": False}
     modules = []
     monkeypatch.setattr(
-        colorize, "model_from_checkpoint", lambda c: modules.append(model_from_checkpoint(c)) or modules[-1]
+        inference_model, "model_from_checkpoint", lambda c: modules.append(model_from_checkpoint(c)) or modules[-1]
     )
-    monkeypatch.setattr(colorize, "COLORIZATION_TASKS", {})  # an unknown task: through its LightningModule
-    full = colorize.colorizer_from_checkpoint(checkpoint).eval()
+    light = inference_model.colorizer_from_checkpoint(checkpoint).eval()
+    assert not modules  # Lightning never imported for it (test_compare_panels_and_console_script)
+    del checkpoint["inference"]  # written before tasks described their inference
+    full = inference_model.colorizer_from_checkpoint(checkpoint).eval()
     assert len(modules) == 1 and full.net is modules[0].net
     l_norm = torch.rand(2, 1, 48, 48) * 2 - 1
     with torch.no_grad():
@@ -251,9 +257,10 @@ def test_exported_models_match_pytorch(model, tmp_path):
     (onnx_out,) = session.run(["ab"], {"L": x.numpy()})
     assert onnx_out.shape == (3, 2, 64, 64)
     assert np.abs(onnx_out - expected).max() < 1e-4
-    export_model(colorizer, torch.zeros(2, 1, 64, 64), tmp_path / "m.pt", "torchscript")
-    scripted = torch.jit.load(str(tmp_path / "m.pt"))
-    assert np.abs(scripted(x).detach().numpy() - expected).max() < 1e-4
+    export_model(colorizer, torch.zeros(2, 1, 64, 64), tmp_path / "m.pt2", "pt2")
+    program = torch.export.load(tmp_path / "m.pt2").module()
+    with torch.no_grad():
+        assert np.abs(program(x).numpy() - expected).max() < 1e-4
 
 
 @pytest.mark.slow
@@ -268,3 +275,28 @@ def test_24_megapixel_photo_stays_under_2_gib(tmp_path):
         assert peak_mib < 2048, row
     with Image.open(tmp_path / "colorized" / "photo_24mp.png") as image:
         assert image.size == (6000, 4000)
+
+
+def test_colorize_with_an_exported_onnx_model_matches_the_checkpoint(ckpt, photos, tmp_path):
+    """``colorize --onnx FILE`` colours through onnxruntime, without Lightning or Hydra, as
+    the checkpoint does (ab to 1e-3, so the 8-bit photos to one level)."""
+    from colorization.colorize import export_main
+    from colorization.inference.model import OnnxColorizer, load_colorizer
+
+    assert export_main(["--ckpt", str(ckpt), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 0
+    onnx, (torch_model, size) = OnnxColorizer(tmp_path / "m.onnx"), load_colorizer(ckpt, torch.device("cpu"))
+    assert onnx.size == size
+    l_norm = torch.rand(3, 1, size, size) * 2 - 1
+    with torch.no_grad():
+        assert (onnx(l_norm) - torch_model(l_norm)).abs().max() < 1e-3
+    Image.fromarray(photos["chelsea"]).save(tmp_path / "cat.jpg")
+    base = [sys.executable, "-X", "importtime", "-m", "colorization.colorize", str(tmp_path / "cat.jpg")]
+    results = {}
+    for name, model in (("onnx", ["--onnx", str(tmp_path / "m.onnx")]), ("ckpt", ["--ckpt", str(ckpt)])):
+        run = subprocess.run([*base, *model, "-o", str(tmp_path / name)], capture_output=True, text=True, cwd=ROOT)
+        assert run.returncode == 0, run.stderr[-2000:]
+        imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if "import time" in line}
+        assert not {m for m in imported if m.split(".")[0] in ("lightning", "hydra", "omegaconf")}, name
+        results[name] = np.asarray(Image.open(tmp_path / name / "cat.png")).astype(int)
+    assert np.abs(results["onnx"] - results["ckpt"]).max() <= 1
+    assert main([str(tmp_path / "cat.jpg"), "--onnx", str(tmp_path / "cat.jpg"), "-o", str(tmp_path / "x")]) == 2

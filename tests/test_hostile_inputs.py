@@ -121,12 +121,13 @@ def test_export_never_overwrites_without_asking(ckpt, photos, tmp_path, capsys):
     target = tmp_path / "holiday.jpg"
     Image.fromarray(photos["coffee"]).save(target)
     before = target.read_bytes()
-    assert export_main(["--ckpt", str(ckpt), "--format", "torchscript", "-o", str(target)]) == 2
+    assert export_main(["--ckpt", str(ckpt), "--format", "pt2", "-o", str(target)]) == 2
     assert "exists; add --overwrite" in capsys.readouterr().err
     assert target.read_bytes() == before
-    assert export_main(["--ckpt", str(ckpt), "--format", "torchscript", "-o", str(ckpt)]) == 2  # never the ckpt
-    assert export_main(["--ckpt", str(ckpt), "--format", "torchscript", "-o", str(target), "--overwrite"]) == 0
-    assert torch.jit.load(str(target))(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)
+    assert export_main(["--ckpt", str(ckpt), "--format", "pt2", "-o", str(ckpt)]) == 2  # never the ckpt
+    assert export_main(["--ckpt", str(ckpt), "--format", "pt2", "-o", str(target), "--overwrite"]) == 0
+    with torch.no_grad():  # a torch.export program, whatever the name says
+        assert torch.export.load(target).module()(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)
 
 
 def test_a_photo_named_export_colours_like_any_other(ckpt, photos, tmp_path, monkeypatch, capsys):

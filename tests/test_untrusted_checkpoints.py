@@ -97,10 +97,10 @@ def test_hostile_checkpoint_refused_by_colorize_and_export(name, hostile, tmp_pa
     path, marker, key = hostile[name]
     Image.fromarray(photos["coffee"]).save(tmp_path / "coffee.jpg")
     assert main([str(tmp_path / "coffee.jpg"), "--ckpt", str(path), "-o", str(tmp_path / "out")]) == 2
-    assert export_main(["--ckpt", str(path), "--format", "torchscript", "-o", str(tmp_path / "m.pt")]) == 2
+    assert export_main(["--ckpt", str(path), "--format", "pt2", "-o", str(tmp_path / "m.pt2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(key in line and str(path) in line for line in err), err
-    assert not marker.exists() and not (tmp_path / "out").exists() and not (tmp_path / "m.pt").exists()
+    assert not marker.exists() and not (tmp_path / "out").exists() and not (tmp_path / "m.pt2").exists()
 
 
 def test_hostile_checkpoints_refused_by_eval_and_resume_before_anything_is_written(hostile, tmp_path):

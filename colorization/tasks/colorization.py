@@ -115,6 +115,16 @@ class ColorizationModule(ConfiguredModule):
         pred = self(self.network_input(batch))
         return self.criterion(pred, self.target(batch)), pred, {}
 
+    def inference_spec(self) -> dict[str, object]:
+        """What ``colorize`` needs to run the net alone, written into every checkpoint
+        (``checkpoint["inference"]``): the output space, and whether the net samples (a VAE).
+        A new task or output head says it here; no inference file changes."""
+        return {"output": self.output, "samples": False}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["inference"] = self.inference_spec()
+
     def on_fit_start(self) -> None:
         if hasattr(self.net, "fit_batch"):
             self.fit_closed_form(self.trainer.datamodule)

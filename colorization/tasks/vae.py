@@ -32,6 +32,9 @@ class VAEColorizationModule(ColorizationModule):
         super().__init__(*args, **kwargs)
         self.kl_weight, self.kl_anneal_steps, self.samples = kl_weight, kl_anneal_steps, samples
 
+    def inference_spec(self) -> dict[str, object]:
+        return {**super().inference_spec(), "samples": True}
+
     def current_kl_weight(self) -> float:
         if self.kl_anneal_steps <= 0:
             return self.kl_weight

@@ -52,7 +52,8 @@ def default_checkpoint(path: Path) -> Path:
     cfg = compose_config("train", [], path.parent)
     model = build_model(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
-    torch.save({"state_dict": model.state_dict(), "colorization_config": config}, path)
+    checkpoint = {"state_dict": model.state_dict(), "colorization_config": config, "inference": model.inference_spec()}
+    torch.save(checkpoint, path)
     return path
 
 

@@ -443,7 +443,7 @@ def speed_switches(
 @torch.no_grad()
 def inference(model: str, size: int, batch_size: int, root: Path, device: torch.device, budget: Budget) -> Row:
     """Working-size colorizations per second (the network part of ``colorize``)."""
-    from colorization.colorize import Colorizer
+    from colorization.inference.model import Colorizer
 
     cfg = train_config(model, size, batch_size, root)
     colorizer = Colorizer.from_module(build_model(cfg)).eval().to(device)

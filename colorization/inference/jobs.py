@@ -1,0 +1,243 @@
+"""The batched run of ``colorize``: inputs (files, folders, globs) to planned outputs, then
+the photos through the colorizer in batches, each photo on its own.
+
+Each input is handled on its own: a file that cannot be read gets one line on stderr and
+the run goes on. Inputs are never overwritten, outputs are written atomically, existing
+outputs are skipped unless ``--overwrite``. Outputs are marked as colorize's own (PNG text /
+JPEG comment): found again in the output folder (``-o`` = the input folder), they are not
+taken as inputs, so a repeated run does nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from colorization.data.images import IMAGE_EXTENSIONS, UnreadableImage, open_rgb
+from colorization.inference.fullres import comparison, compose_full_resolution, gray_of, is_gray, working_input
+from colorization.inference.model import (
+    ColorizeError,
+    Colorizer,
+    OnnxColorizer,
+    check_size,
+    load_colorizer,
+    pick_device,
+)
+from colorization.io import remove_stale_temp_files, save_image_atomic
+
+FORMATS = {"png": ".png", "jpg": ".jpg"}
+#: written into every output (PNG text chunk "Software", JPEG comment) to recognise it later
+OUTPUT_MARK = "colorization colorize"
+
+
+@dataclass
+class Job:
+    """One input file and the outputs it will get."""
+
+    source: Path
+    outputs: dict[str, Path] = field(default_factory=dict)  # kind ("colorized", "sample1", "compare") -> path
+
+
+def output_mark(fmt: str) -> dict:
+    """Pillow save arguments that mark a file as colorize's output."""
+    if fmt == "jpg":
+        return {"comment": OUTPUT_MARK.encode()}
+    info = PngInfo()
+    info.add_text("Software", OUTPUT_MARK)
+    return {"pnginfo": info}
+
+
+def is_own_output(path: Path) -> bool:
+    """Whether ``path`` carries :data:`OUTPUT_MARK` (reads the header only)."""
+    try:
+        with Image.open(path) as image:
+            mark = image.info.get("Software") or image.info.get("comment") or ""
+    except Exception:  # noqa: BLE001 - not an image we wrote
+        return False
+    return (mark.decode(errors="replace") if isinstance(mark, bytes) else str(mark)) == OUTPUT_MARK
+
+
+def expand_inputs(inputs: Sequence[str], out_dir: Path) -> tuple[list[tuple[Path, Path]], list[str], int]:
+    """Files, folders (recursive) and globs -> ([(file, its path relative to the output
+    folder)], [errors], number of earlier outputs left out). Earlier outputs are files under
+    ``out_dir`` that a folder or glob found: all of them when ``out_dir`` is a sub-folder of
+    the input folder, else those marked as colorize's own (``-o`` = the input folder)."""
+    found: list[tuple[Path, Path]] = []
+    errors: list[str] = []
+    out_resolved = out_dir.resolve()
+    left_out = 0
+
+    def earlier_output(path: Path, folder: Path) -> bool:
+        nonlocal left_out
+        inside = path.resolve().is_relative_to(out_resolved)
+        if inside and (folder.resolve() != out_resolved or is_own_output(path)):
+            left_out += 1
+            return True
+        return False
+
+    for arg in inputs:
+        path = Path(arg).expanduser()
+        if path.is_dir():
+            wanted = {e.lower() for e in IMAGE_EXTENSIONS}
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+            files = [p for p in files if not earlier_output(p, path)]
+            if not files and not left_out:
+                errors.append(f"{path}: no images ({', '.join(sorted(wanted))}) in this folder")
+            found += [(p, p.relative_to(path)) for p in files]
+        elif path.is_file():
+            found.append((path, Path(path.name)))
+        elif glob.has_magic(arg):
+            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
+            files = [m for m in matches if m.is_file() and not earlier_output(m, m.parent)]
+            if not files and not left_out:
+                errors.append(f"{arg}: no file matches this pattern")
+            found += [(m, Path(m.name)) for m in files]
+        else:
+            hint = " (to export a model: colorize-export --ckpt CKPT)" if arg == "export" else ""
+            errors.append(f"{arg}: no such file or folder{hint}")
+    return found, errors, left_out
+
+
+def plan(found: list[tuple[Path, Path]], out_dir: Path, fmt: str, samples: int, compare: bool) -> tuple[list, list]:
+    """Output paths for each input; refuses any output that is an input or another input's output."""
+    suffix = FORMATS[fmt]
+    inputs = {source.resolve() for source, _ in found}
+    claimed: dict[Path, Path] = {}
+    jobs, errors = [], []
+    for source, relative in found:
+        stem = out_dir / relative.with_suffix("")
+        outputs = {"colorized": stem.with_name(stem.name + suffix)}
+        outputs.update({f"sample{k}": stem.with_name(f"{stem.name}_sample{k}{suffix}") for k in range(1, samples + 1)})
+        if compare:
+            outputs["compare"] = stem.with_name(f"{stem.name}_compare{suffix}")
+        clash = next((p for p in outputs.values() if p.resolve() in inputs), None)
+        taken = next((p for p in outputs.values() if p.resolve() in claimed), None)
+        if source.resolve() in claimed.values():
+            continue  # the same file given twice
+        if clash is not None:
+            errors.append(f"{source}: its output {clash} would overwrite an input; choose another -o or --format")
+        elif taken is not None:
+            errors.append(f"{source}: its output {taken} is already the output of {claimed[taken.resolve()]}")
+        else:
+            claimed.update({p.resolve(): source.resolve() for p in outputs.values()})
+            jobs.append(Job(source, outputs))
+    return jobs, errors
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    own: int = 0
+
+    def line(self) -> str:
+        own = f", {self.own} earlier outputs left out" if self.own else ""
+        return f"colorize: {self.done} done, {self.skipped} skipped (output exists), {self.failed} failed{own}"
+
+
+def chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def fail(summary: Summary, message: str) -> None:
+    summary.failed += 1
+    print(f"colorize: error: {message}", file=sys.stderr, flush=True)
+
+
+@torch.no_grad()
+def colorize_jobs(
+    jobs: list[Job], colorizer: Colorizer | OnnxColorizer, device: torch.device, args: argparse.Namespace,
+    summary: Summary,
+) -> None:  # fmt: skip
+    save_kwargs = {"quality": args.quality} if args.format == "jpg" else {}
+    save_kwargs.update(output_mark(args.format))
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    for batch in chunks(jobs, args.batch_size):
+        loaded = []
+        for job in batch:
+            try:
+                rgb_u8 = np.asarray(open_rgb(job.source, max_pixels=args.max_pixels))
+            except (UnreadableImage, OSError, ValueError, MemoryError) as error:
+                fail(summary, str(error) if str(job.source) in str(error) else f"{job.source}: {error}")
+                continue
+            loaded.append((job, rgb_u8, time.perf_counter()))
+        if not loaded:
+            continue
+        l_small = torch.stack([working_input(rgb, args.size) for _, rgb, _ in loaded]).to(device)
+        predictions = {"colorized": colorizer(l_small)}
+        for k in range(1, args.samples + 1):
+            z = torch.randn(len(l_small), colorizer.latent_dim, device=device, generator=generator)
+            predictions[f"sample{k}"] = colorizer(l_small, z)
+        for i, (job, rgb_u8, start) in enumerate(loaded):
+            try:
+                colorized = {}
+                for kind, ab in predictions.items():
+                    colorized[kind] = compose_full_resolution(rgb_u8, ab[i], args.saturation)
+                    save_image_atomic(colorized[kind], job.outputs[kind], **save_kwargs)
+                if args.compare:
+                    panels = [gray_of(rgb_u8), colorized["colorized"]]
+                    if not is_gray(rgb_u8):
+                        panels.append(rgb_u8)
+                    save_image_atomic(comparison(panels), job.outputs["compare"], **save_kwargs)
+            except (OSError, ValueError, RuntimeError, MemoryError) as error:
+                fail(summary, f"{job.source}: {type(error).__name__}: {error}")
+                continue
+            summary.done += 1
+            height, width = rgb_u8.shape[:2]
+            seconds = time.perf_counter() - start
+            print(f"{job.source} -> {job.outputs['colorized']} ({width}x{height}, {seconds:.1f} s)", flush=True)
+
+
+def load_model(args: argparse.Namespace) -> tuple[Colorizer | OnnxColorizer, torch.device]:
+    """The checkpoint's colorizer (``--ckpt``) or the exported ONNX model (``--onnx``, CPU);
+    ``args.size`` defaults to the size it was trained or exported at."""
+    if getattr(args, "onnx", None):
+        colorizer = OnnxColorizer(args.onnx)
+        if args.size not in (None, colorizer.size):
+            raise ColorizeError(f"--size {args.size}: the ONNX model was exported at {colorizer.size}")
+        args.size = colorizer.size
+        return colorizer, torch.device("cpu")
+    device = pick_device(args.device)
+    colorizer, trained_size = load_colorizer(args.ckpt, device)
+    args.size = args.size or trained_size
+    return colorizer, device
+
+
+def colorize(args: argparse.Namespace, summary: Summary | None = None) -> Summary:
+    """Colour every input of ``args`` (the ``colorize`` options) and count what happened."""
+    out_dir = Path(args.output).expanduser()
+    summary = summary if summary is not None else Summary()
+    found, errors, summary.own = expand_inputs(args.inputs, out_dir)
+    jobs, plan_errors = plan(found, out_dir, args.format, args.samples, args.compare)
+    for message in errors + plan_errors:
+        fail(summary, message)
+    if not args.overwrite:
+        todo = [job for job in jobs if not all(p.exists() for p in job.outputs.values())]
+        summary.skipped = len(jobs) - len(todo)
+        jobs = todo
+    if not jobs:
+        return summary
+    colorizer, device = load_model(args)
+    if args.samples and not colorizer.can_sample:
+        raise ColorizeError("--samples needs a model that can sample (model=vae); this one cannot")
+    check_size(colorizer, args.size, device)
+    for folder in sorted({p.parent for job in jobs for p in job.outputs.values()}):
+        if removed := remove_stale_temp_files(folder):
+            print(f"colorize: removed {removed} temporary file(s) a killed run left in {folder}", file=sys.stderr)
+    colorize_jobs(jobs, colorizer, device, args, summary)
+    return summary
