@@ -51,6 +51,7 @@ _DATA_RULES = {
     "eval_repeats": (lambda v: _is_int(v) and 1 <= v <= 100_000, "an integer in 1..100000"),
     "min_colorfulness": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     "seed": (lambda v: v is None or _is_int(v), "an integer"),
+    "lab": (lambda v: v in ("fused", "kornia"), "fused or kornia"),
 }
 _TRAINER_RULES = {
     "max_epochs": (lambda v: v is None or (_is_int(v) and v >= -1), "an integer >= 1 (-1: no limit)"),

@@ -142,3 +142,23 @@ def test_benchmark_quick_run_prints_every_section(tmp_path):
                "pipeline efficiency", "synthetic on device", "speed switch", "inference", "Epoch start")  # fmt: skip
     for needle in needles:
         assert needle in table
+
+
+def test_the_kornia_lab_switch_gives_the_same_batches(photo_dir, compose_cfg):
+    """data.lab=kornia (kornia.color.rgb_to_lab) and the default fused conversion feed the
+    model the same batches to 1e-3, training (augmented) and evaluation alike."""
+    assert compose_cfg().data.lab == "fused" and compose_cfg("data.lab=kornia").data.lab == "kornia"
+    dm = LabDataModule(ImageFolder(photo_dir), image_size=32, batch_size=4, num_workers=0,
+                       fractions=(0.6, 0.2, 0.2), augment=DeviceAugmentation())  # fmt: skip
+    dm.setup("fit")
+    train, evaluation = next(iter(dm.train_dataloader())), next(iter(dm.val_dataloader()))
+    for batch in (train, evaluation):
+        dm.lab = "fused"
+        fused = dm.device_transforms(batch)
+        dm.lab = "kornia"
+        kornia_batch = dm.device_transforms(batch)
+        for key in ("L", "ab", "rgb"):
+            assert (fused[key] - kornia_batch[key]).abs().max() < 1e-3, key
+        assert fused["ab"].abs().max() > 0.05  # real colour, not a trivial match
+    with pytest.raises(ValueError, match="data.lab must be one of"):
+        LabDataModule(ImageFolder(photo_dir), lab="skimage")

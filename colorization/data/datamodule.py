@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from colorization.color import linear_to_lab, rgb_u8_to_linear, srgb_to_linear
+from colorization.color import AB_SCALE, linear_to_lab, normalize_l, rgb_u8_to_linear, srgb_to_linear
 from colorization.data.augment import DRAWS, DeviceAugmentation
 from colorization.data.base import SplitDataModule
 from colorization.data.images import DataSourceError, UnreadableImage
@@ -173,20 +173,37 @@ class ResumableLoader(DataLoader):
         self.sampler.resume(int(state["epoch"]), int(state["consumed"]))
 
 
-def lab_batch(rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+#: how batches become Lab on the device (``data.lab``): ``fused``, our conversion (two 3x3 maps
+#: around one cube root, the sRGB curve from a table for uint8), or ``kornia``,
+#: ``kornia.color.rgb_to_lab``; the same batches to 1e-3, the fused one in fewer kernels
+#: (experiments/perf measures both)
+LAB_CONVERSIONS = ("fused", "kornia")
+
+
+def lab_batch(rgb: torch.Tensor, lab: str = "fused") -> dict[str, torch.Tensor]:
     """sRGB (B, 3, H, W), uint8 or float in [0, 1] -> the named, normalised batch every model sees.
 
-    uint8 input takes the sRGB curve from a 256-entry table
+    ``lab="fused"``: uint8 input takes the sRGB curve from a 256-entry table
     (:func:`~colorization.color.rgb_u8_to_linear`), float input (after augmentation) computes
     it; they agree to 1e-4. About 20 small kernels in all: on a GPU, launching them is the cost.
+    ``lab="kornia"``: ``kornia.color.rgb_to_lab`` on float RGB, then the same normalisation.
     L and ab come out contiguous, as models may ``view`` them.
     """
+    if lab == "kornia":
+        import kornia.color
+
+        rgb = rgb.float().div_(255.0) if rgb.dtype == torch.uint8 else rgb
+        lab_real = kornia.color.rgb_to_lab(rgb)
+        l_norm, ab_norm = normalize_l(lab_real[:, :1]), lab_real[:, 1:] / AB_SCALE
+        return {"L": l_norm.contiguous(), "ab": ab_norm.contiguous(), "rgb": rgb}
+    if lab != "fused":
+        raise ValueError(f"data.lab must be one of {list(LAB_CONVERSIONS)}, got {lab!r}")
     if rgb.dtype == torch.uint8:
-        lab = linear_to_lab(rgb_u8_to_linear(rgb), normalized=True)
+        lab_norm = linear_to_lab(rgb_u8_to_linear(rgb), normalized=True)
         rgb = rgb.float().div_(255.0)
     else:
-        lab = linear_to_lab(srgb_to_linear(rgb), normalized=True)
-    return {"L": lab[:, :1].contiguous(), "ab": lab[:, 1:].contiguous(), "rgb": rgb}
+        lab_norm = linear_to_lab(srgb_to_linear(rgb), normalized=True)
+    return {"L": lab_norm[:, :1].contiguous(), "ab": lab_norm[:, 1:].contiguous(), "rgb": rgb}
 
 
 def auto_workers(num_workers: int | str, limit: int = 8) -> int:
@@ -226,6 +243,8 @@ class LabDataModule(SplitDataModule):
         min_colorfulness: skip photos whose colourfulness (Hasler-Suesstrunk, 0..255
             scale) is below this; they teach "no colour". 0 disables the check.
         scan_workers: threads that check the files at set-up.
+        lab: how batches become Lab on the device: ``fused`` (default) or ``kornia``
+            (:data:`LAB_CONVERSIONS`).
     """
 
     def __init__(
@@ -246,8 +265,12 @@ class LabDataModule(SplitDataModule):
         augment: DeviceAugmentation | None = None,
         min_colorfulness: float = 0.0,
         scan_workers: int = 4,
+        lab: str = "fused",
     ) -> None:
         super().__init__()
+        if lab not in LAB_CONVERSIONS:
+            raise ValueError(f"data.lab must be one of {list(LAB_CONVERSIONS)}, got {lab!r}")
+        self.lab = lab
         if not isinstance(source, ImageSource):
             source = source(root=root) if root is not None else source()
         self.source, self.augment = source, augment
@@ -333,9 +356,9 @@ class LabDataModule(SplitDataModule):
         if isinstance(batch, (list, tuple)):  # training crops and their matrices
             images, theta = batch
             if self.augment is None:
-                return lab_batch(images)
-            return lab_batch(self.augment(images, theta).div_(255.0).clamp_(0.0, 1.0))
-        return lab_batch(batch)
+                return lab_batch(images, self.lab)
+            return lab_batch(self.augment(images, theta).div_(255.0).clamp_(0.0, 1.0), self.lab)
+        return lab_batch(batch, self.lab)
 
     def device_batch(self, raw: torch.Tensor | list[torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
         """A loader batch -> the model's batch on ``device``: the path Lightning's loop takes."""

@@ -229,17 +229,21 @@ def device_transforms(root: Path, image_size: int, batch_size: int, device: torc
     dm.setup("fit")
     train = dm.transfer_batch_to_device(next(iter(dm.train_dataloader())), device, 0)
     rows = []
-    for name, batch in (("augmentation + Lab, training batch", train), ("Lab, evaluation batch", train[0])):
+    cases = [("augmentation + Lab, training batch", train), ("Lab, evaluation batch", train[0])]
+    for lab in ("fused", "kornia"):  # data.lab: the default and the Kornia conversion, side by side
+        dm.lab = lab
+        for name, batch in cases:
 
-        def transform(b=batch) -> dict:
-            return dm.device_transforms(b)
+            def transform(b=batch) -> dict:
+                return dm.device_transforms(b)
 
-        transform()  # constants on the device, once
-        ops = count_ops(transform)
-        rates = loader_rate(itertools.repeat(batch), dm.device_transforms, device,
-                            batch_size, budget)  # fmt: skip
-        rows.append(Row("device transforms", name, rates, f"{ops} tensor ops per batch, {image_size} px, batch "
-                        f"{batch_size}", {"ops": ops}))  # fmt: skip
+            transform()  # constants on the device, once
+            ops = count_ops(transform)
+            rates = loader_rate(itertools.repeat(batch), dm.device_transforms, device,
+                                batch_size, budget)  # fmt: skip
+            rows.append(Row("device transforms", f"{name} (data.lab={lab})", rates, f"{ops} tensor ops per batch, "
+                            f"{image_size} px, batch {batch_size}", {"ops": ops}))  # fmt: skip
+    dm.lab = "fused"
     return rows
 
 
