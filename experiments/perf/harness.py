@@ -44,7 +44,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, Dataset
 
 from colorization.color import AB_SCALE, L_CENTER, L_SCALE
-from colorization.compose import compose_config
+from colorization.compose import PROJECT_ROOT, compose_config
 from colorization.data import DeviceAugmentation, ImageFolder, LabDataModule
 from colorization.data.datamodule import ResumableSampler, auto_workers, resize_shorter_side
 from colorization.runtime import keep_freed_memory
@@ -464,7 +464,7 @@ def inference(model: str, size: int, batch_size: int, root: Path, device: torch.
 def display_path(path: Path) -> str:
     """``path`` relative to the project folder (no machine-specific paths in recorded tables)."""
     try:
-        return str(Path(os.path.relpath(Path(path).resolve(), Path(__file__).resolve().parents[1])))
+        return str(Path(os.path.relpath(Path(path).resolve(), PROJECT_ROOT)))
     except ValueError:
         return str(path)
 
@@ -521,7 +521,7 @@ def run(
     keep_freed_memory()  # as train.py does (train.yaml: keep_freed_memory=true)
     for name in ("lightning.pytorch", "lightning.fabric"):  # no banner per Trainer
         logging.getLogger(name).setLevel(logging.WARNING)
-    default = OmegaConf.load(Path(__file__).parents[1] / "conf" / "data" / "folder.yaml").num_workers
+    default = OmegaConf.load(PROJECT_ROOT / "conf" / "base" / "data.yaml").num_workers
     workers = auto_workers(num_workers if num_workers is not None else default)
     default_models = [("skip_cae", 150), ("skip_cae", 256), ("fusion", 150), ("fusion", 256)]
     models = models or ([("skip_cae", 64)] if quick else default_models)
