@@ -149,3 +149,10 @@ def test_embedded_colour_profiles_are_converted_to_srgb(tmp_path, photo, primari
     Image.fromarray(values).save(tmp_path / "plain.png")
     assert np.array_equal(np.asarray(open_rgb(tmp_path / "srgb.png")), values)
     assert np.array_equal(np.asarray(open_rgb(tmp_path / "plain.png")), values)
+
+
+def test_a_corrupt_colour_profile_warns_and_keeps_the_pixels(tmp_path, photo):
+    values = np.asarray(Image.fromarray(photo).resize((32, 24)))
+    Image.fromarray(values).save(tmp_path / "bad.png", icc_profile=b"not a profile" * 30)
+    with pytest.warns(UserWarning, match="colour profile could not be used"):
+        assert np.array_equal(np.asarray(open_rgb(tmp_path / "bad.png")), values)
