@@ -72,11 +72,18 @@ def _load_weights(module: torch.nn.Module, state: dict[str, Any], what: str) -> 
 
 def _build(node: dict, kind: str, key: str) -> Any:
     try:
-        return build(node, kind, key, forced=FORCED)
+        built = build(node, kind, key, forced=FORCED)
     except UnsafeConfig as error:
         raise CheckpointError(f"refused: {error}") from None
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"cannot rebuild {key} from the checkpoint's config ({error})") from None
+    except ImportError as error:  # a plugin module the user named (COLORIZATION_PLUGINS) is not there
+        raise CheckpointError(f"cannot import a plugin module ({error})") from None
+    except Exception as error:  # noqa: BLE001 - a constructor that rejects the stored arguments
+        raise CheckpointError(
+            f"cannot rebuild {key} from the checkpoint's config ({type(error).__name__}: {error})"
+        ) from None
+    if kind in ("task", "net") and not isinstance(built, torch.nn.Module):
+        raise CheckpointError(f"{key}: the checkpoint's config does not build a network")
+    return built
 
 
 def net_from_checkpoint(checkpoint: dict[str, Any]) -> torch.nn.Module:

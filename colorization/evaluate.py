@@ -13,10 +13,10 @@ from omegaconf import DictConfig
 from torchmetrics import Metric
 
 from colorization.checkpoint import CheckpointError, datamodule_from_checkpoint, load_checkpoint, model_from_checkpoint
-from colorization.data import DataSourceError, LabDataModule
+from colorization.data import DataSourceError
 from colorization.io import write_text_atomic
 from colorization.metrics import FrechetDistanceEffNet
-from colorization.preflight import ConfigError, check_data_values, check_values
+from colorization.preflight import ConfigError, check_data_values, check_model_fits_data, check_values
 from colorization.runtime import Interrupted, signals_interrupt
 from colorization.tasks import ColorizationModule
 from colorization.train import build_model, log_through_hydra
@@ -56,7 +56,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         datamodule = hydra.utils.instantiate(cfg.data)
     elif not cfg.get("ckpt_path"):
         raise DataSourceError("no data: give data=<source> (e.g. data=sample, or data=folder data.root=DIR)")
-    check_model_fits_data(model, datamodule)
+    stored = checkpoint["colorization_config"] if cfg.get("ckpt_path") else {}
+    check_model_fits_data(stored.get("model") or cfg.get("model"), cfg.get("data") or stored.get("data"))
     trainer_kwargs = dict(logger=False, enable_checkpointing=False, enable_model_summary=False, callbacks=[])
     if not cfg.get("ckpt_path") and isinstance(model, ColorizationModule):
         fit_baseline(model, datamodule, cfg, trainer_kwargs)
@@ -72,16 +73,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     write_text_atomic(out / "metrics.md", markdown_table(name, cfg.split, metrics))
     log.info("\n%s\nwritten to %s", markdown_table(name, cfg.split, metrics), out)
     return metrics
-
-
-def check_model_fits_data(model: L.LightningModule, datamodule: L.LightningDataModule) -> None:
-    """Colorizers score photos (LabDataModule); the digits autoencoders score digits."""
-    colorizer, photos = isinstance(model, ColorizationModule), isinstance(datamodule, LabDataModule)
-    if colorizer != photos:
-        wants = "photos (data=sample, data=folder ...)" if colorizer else "its own data (omit data=, e.g. data=digits)"
-        raise EvaluationError(
-            f"a {type(model).__name__} cannot be scored on {type(datamodule).__name__} data: it needs {wants}"
-        )
 
 
 def inception_fid() -> Metric:

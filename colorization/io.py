@@ -45,9 +45,10 @@ def _running(pid: int) -> bool:
     return True
 
 
-def remove_stale_temp_files(folder: str | Path, min_age_s: float = 60.0) -> int:
+def remove_stale_temp_files(folder: str | Path, min_age_s: float = 3600.0) -> int:
     """Remove the temporary files a killed writer left in ``folder`` (not recursive): those
-    whose process is gone and that nobody touched for ``min_age_s``. Returns how many."""
+    whose process is gone on this machine and that nobody touched for ``min_age_s`` (an hour:
+    on a shared disk the writer may be another machine's process). Returns how many."""
     removed = 0
     try:
         entries = list(os.scandir(folder))

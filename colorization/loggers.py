@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 from fsspec.implementations.local import LocalFileSystem
@@ -27,10 +26,10 @@ class AppendingExperimentWriter(ExperimentWriter):
         if isinstance(self._fs, LocalFileSystem) and path.is_file() and path.stat().st_size:
             with path.open(newline="") as file:
                 self.metrics_keys = list(csv.DictReader(file).fieldnames or [])
-            with path.open("rb+") as file:  # a row cut short by a kill: end it, the next row starts clean
-                file.seek(-1, os.SEEK_END)
-                if file.read(1) != b"\n":
-                    file.write(b"\n")
+            data = path.read_bytes()
+            if not data.endswith(b"\n"):  # a row cut short by a kill: dropped (its numbers may be cut too)
+                with path.open("rb+") as file:
+                    file.truncate(data.rfind(b"\n") + 1)
 
     def _check_log_dir_exists(self) -> None:
         """Lightning deletes an existing metrics.csv here; we keep it."""

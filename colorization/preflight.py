@@ -176,28 +176,27 @@ _CALLBACK_PATH_FIELDS = ("best_model_path", "kth_best_model_path", "last_model_p
 
 
 def check_checkpoint_callback_paths(checkpoint: Mapping, path: Path) -> None:
-    """Refuse callback states naming files Lightning might delete outside their folder.
-    (Lightning deletes an old "best" file only inside the current checkpoint folder, but any
-    remote URL.)"""
+    """Refuse callback states naming files outside the checkpoint's own folder: Lightning
+    deletes an old "best" file such a state names (any remote URL; a local one inside the
+    current checkpoint folder, compared without resolving ``..``) and tests the "best" one."""
     from colorization.checkpoint import CheckpointError
 
+    folder = Path(path).resolve().parent
     for name, state in (checkpoint.get("callbacks") or {}).items():
         if not isinstance(state, Mapping):
             continue
         named = [state.get(field) for field in _CALLBACK_PATH_FIELDS] + list(state.get("best_k_models") or {})
-        folder = state.get("dirpath")
         for value in named:
             if value and not _checkpoint_in(value, folder):
                 raise CheckpointError(f"{path}: refused, callback state {str(name)[:40]} names {str(value)[:80]!r}")
 
 
-def _checkpoint_in(value: Any, folder: Any) -> bool:
-    """A local ``.ckpt`` file directly in ``folder``, named without ``..`` (Lightning compares
-    paths without resolving them)."""
-    if not isinstance(value, str) or not isinstance(folder, str) or "://" in value or not value.endswith(".ckpt"):
+def _checkpoint_in(value: Any, folder: Path) -> bool:
+    """A local ``.ckpt`` file directly in ``folder``, named without ``..``."""
+    if not isinstance(value, str) or "://" in value or not value.endswith(".ckpt"):
         return False
     file = Path(value)
-    return ".." not in file.parts and file.parent == Path(folder)
+    return ".." not in file.parts and file.parent.resolve() == folder
 
 
 def check_resume(path: str | Path) -> None:

@@ -63,4 +63,4 @@ def signals_interrupt(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)  # None: set from C, not restorable

@@ -46,7 +46,7 @@ def _targets(module: str, *names: str, alias: str | None = None) -> dict[str, st
 
 
 #: What a checkpoint may build. A new model, network or data class joins here (and its test
-#: in tests/test_checkpoint_safety.py checks that the project's checkpoints still load).
+#: in tests/test_untrusted_checkpoints.py checks that the project's checkpoints still load).
 REGISTRY: dict[str, Kind] = {
     "task": Kind(
         {
@@ -174,8 +174,8 @@ def _check(node: Any, kind: str, key: str) -> None:
         if name.startswith("_"):
             if name not in _ALLOWED_SPECIAL:
                 raise UnsafeConfig(f"{where}: not allowed in a stored config")
-            if name == "_partial_" and not isinstance(value, bool):
-                raise UnsafeConfig(f"{where}: must be true or false")
+            if name == "_partial_" and (not isinstance(value, bool) or (value and kind != "source")):
+                raise UnsafeConfig(f"{where}: only a data source may be partial (true or false)")
         elif name in spec.children and isinstance(value, Mapping):
             _check(value, spec.children[name], where)
         elif name in spec.required:

@@ -17,6 +17,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 #: the override keys a multirun sweeps, comma-separated (set by RecordSweep, read by the jobs)
@@ -38,7 +39,14 @@ class RecordSweep(Callback):
     of the same environment, as with the SLURM launcher)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._previous = os.environ.get(SWEPT_ENV)
         os.environ[SWEPT_ENV] = ",".join(swept_keys(config))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if getattr(self, "_previous", None) is None:
+            os.environ.pop(SWEPT_ENV, None)
+        else:
+            os.environ[SWEPT_ENV] = self._previous
 
 
 def _key(override: str) -> str:
@@ -54,7 +62,7 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     choices = hydra.runtime.choices
     experiment = choices.get("experiment") if choices.get("experiment") not in (None, "null") else None
     overrides = [o for o in hydra.overrides.task if not _key(o).startswith(_NOT_NAMES)]
-    if str(hydra.mode) == "RunMode.MULTIRUN":
+    if hydra.mode == RunMode.MULTIRUN:
         swept = set(filter(None, os.environ.get(SWEPT_ENV, "").split(",")))
         identity["group"] = f"{experiment or 'sweep'}/{Path(hydra.sweep.dir).name}"
         named = [o for o in overrides if _key(o) in swept] or overrides

@@ -81,7 +81,7 @@ def test_temp_files_of_a_killed_run_are_never_inputs_and_removed_when_safe(ckpt,
     live = folder / f".other.png.x81mz0.{os.getpid()}{TEMP_SUFFIX}"  # a writer that still runs
     for path in (stale, live):
         path.write_bytes(b"\x89PNG half written")
-        os.utime(path, (time.time() - 3600, time.time() - 3600))
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
     assert main([str(folder), "--ckpt", str(ckpt), "-o", str(folder)]) == 0
     assert "1 done, 0 skipped (output exists), 0 failed" in capsys.readouterr().err
     assert not stale.exists() and live.exists()
@@ -229,3 +229,16 @@ def test_a_photo_removed_during_training_warns_once(photo_dir):
             assert all(crops[i].shape == (3, 32, 32) for i in range(len(crops)))
     messages = [str(w.message) for w in caught if str(removed) in str(w.message)]
     assert len(messages) == 1 and "1 photo(s) lost so far" in messages[0]
+
+
+def test_an_input_folder_inside_the_output_folder_is_coloured(ckpt, photos, tmp_path, capsys):
+    """-o may contain the input folder (``colorize old_photos/ -o .``): its photos are inputs,
+    not earlier outputs; and a bad --device is one line."""
+    folder = tmp_path / "old_photos"
+    folder.mkdir()
+    Image.fromarray(photos["coffee"]).save(folder / "coffee.jpg")
+    assert main([str(folder), "--ckpt", str(ckpt), "-o", str(tmp_path)]) == 0
+    assert "1 done" in capsys.readouterr().err and (tmp_path / "coffee.png").is_file()
+    assert main([str(folder / "*.jpg"), "--ckpt", str(ckpt), "-o", str(tmp_path / "g")]) == 0
+    assert main([str(folder), "--ckpt", str(ckpt), "-o", str(tmp_path / "d"), "--device", "gpu"]) == 2
+    assert "--device gpu" in capsys.readouterr().err.strip().splitlines()[-1]

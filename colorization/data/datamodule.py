@@ -84,7 +84,7 @@ class PhotoCrops(Dataset):
             try:
                 return self.source.load(index, draft_size=self.resize)
             except UnreadableImage as error:  # passed the set-up scan, failed now (deleted, changed): skip it
-                self.lost.add(index)  # from now on, in this process: one warning, not one per epoch
+                self.lost.add(index)  # one warning per data-loading process (a persistent worker: per run)
                 warnings.warn(
                     f"{error}; it passed the set-up check, so it was changed or removed since. Using the next photo "
                     f"instead, now and for the rest of this run ({len(self.lost)} photo(s) lost so far in this "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -22,9 +23,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 #: checked on the file's header, before any pixel is decoded (decompression bombs)
 DEFAULT_MAX_PIXELS = 200_000_000
 
-# Pillow's own guard warns above MAX_IMAGE_PIXELS and refuses only above twice that; every
-# decode here goes through open_rgb, which refuses exactly above its ``max_pixels``.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow's own guard warns above MAX_IMAGE_PIXELS and refuses only above twice that: it stays
+# on (at our default, so photos up to it open) for any decode that bypasses open_rgb, which
+# refuses exactly above its ``max_pixels``. A larger ``max_pixels`` widens it (pillow_limit).
+Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, DEFAULT_MAX_PIXELS)
 
 
 class UnreadableImage(OSError):
@@ -154,6 +156,8 @@ def open_rgb(
     :class:`UnreadableImage` naming the file when it cannot be decoded.
     """
     path = Path(path)
+    if Image.MAX_IMAGE_PIXELS is not None and (max_pixels is None or max_pixels > Image.MAX_IMAGE_PIXELS):
+        Image.MAX_IMAGE_PIXELS = max_pixels  # our exact check below replaces Pillow's looser one
     try:
         with Image.open(path) as image:
             check_pixels(path, *image.size, max_pixels)
@@ -165,6 +169,11 @@ def open_rgb(
             return pil_to_rgb(image)
     except ImageTooLarge:  # do not retry: the fallback would decode it
         raise
+    except Image.DecompressionBombError as error:  # over twice Pillow's limit: over ours too
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        pixels = f"{int(found[1]):,} pixels" if found else "more pixels"
+        limit = f"{max_pixels:,}" if max_pixels is not None else "Pillow's"
+        raise ImageTooLarge(f"{path}: {pixels}, over the limit of {limit} (raise it with --max-pixels)") from None
     except Exception as pil_error:  # noqa: BLE001 - any decoder failure means "unreadable"
         try:
             return _read_with_imageio(path, max_pixels)

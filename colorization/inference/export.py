@@ -33,7 +33,12 @@ def export(args: argparse.Namespace) -> Path:
     colorizer, trained_size = load_colorizer(args.ckpt, torch.device("cpu"))
     size = args.size or trained_size
     check_size(colorizer, size, torch.device("cpu"))
-    export_model(colorizer, torch.zeros(2, 1, size, size), path, args.format)
+    try:
+        export_model(colorizer, torch.zeros(2, 1, size, size), path, args.format)
+    except ColorizeError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a missing exporter package, an op it cannot export, a disk error
+        raise ColorizeError(f"cannot export to {path} as {args.format} ({type(error).__name__}: {error})") from None
     return path
 
 
@@ -43,7 +48,8 @@ def export_model(colorizer: Colorizer, example: torch.Tensor, path: Path, fmt: s
     with atomic_path(path) as tmp:
         if fmt == "pt2":
             program = torch.export.export(colorizer.eval(), (example,), dynamic_shapes={"l_norm": {0: batch}})
-            torch.export.save(program, tmp)
+            with open(tmp, "wb") as file:  # a handle: torch.export names files by their suffix
+                torch.export.save(program, file)
         elif fmt == "onnx":
             program = torch.onnx.export(
                 colorizer.eval(),

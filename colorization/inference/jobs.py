@@ -71,40 +71,42 @@ def expand_inputs(inputs: Sequence[str], out_dir: Path) -> tuple[list[tuple[Path
     """Files, folders (recursive) and globs -> ([(file, its path relative to the output
     folder)], [errors], number of earlier outputs left out). Earlier outputs are files under
     ``out_dir`` that a folder or glob found: all of them when ``out_dir`` is a sub-folder of
-    the input folder, else those marked as colorize's own (``-o`` = the input folder)."""
+    the input folder, else those marked as colorize's own (``-o`` = the input folder, or an
+    input folder inside ``-o``)."""
     found: list[tuple[Path, Path]] = []
     errors: list[str] = []
     out_resolved = out_dir.resolve()
     left_out = 0
 
     def earlier_output(path: Path, folder: Path) -> bool:
-        nonlocal left_out
-        inside = path.resolve().is_relative_to(out_resolved)
-        if inside and (folder.resolve() != out_resolved or is_own_output(path)):
-            left_out += 1
-            return True
-        return False
+        folder = folder.resolve()
+        if not path.resolve().is_relative_to(out_resolved):
+            return False
+        return (out_resolved != folder and out_resolved.is_relative_to(folder)) or is_own_output(path)
 
+    wanted = {e.lower() for e in IMAGE_EXTENSIONS}
     for arg in inputs:
         path = Path(arg).expanduser()
         if path.is_dir():
-            wanted = {e.lower() for e in IMAGE_EXTENSIONS}
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
-            files = [p for p in files if not earlier_output(p, path)]
-            if not files and not left_out:
+            candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+            files = [p for p in candidates if not earlier_output(p, path)]
+            if not candidates:
                 errors.append(f"{path}: no images ({', '.join(sorted(wanted))}) in this folder")
             found += [(p, p.relative_to(path)) for p in files]
-        elif path.is_file():
+        elif path.is_file():  # named explicitly: always an input
+            candidates = files = [path]
             found.append((path, Path(path.name)))
         elif glob.has_magic(arg):
-            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
-            files = [m for m in matches if m.is_file() and not earlier_output(m, m.parent)]
-            if not files and not left_out:
+            candidates = [m for m in sorted(Path(m) for m in glob.glob(str(path), recursive=True)) if m.is_file()]
+            files = [m for m in candidates if not earlier_output(m, m.parent)]
+            if not candidates:
                 errors.append(f"{arg}: no file matches this pattern")
             found += [(m, Path(m.name)) for m in files]
         else:
             hint = " (to export a model: colorize-export --ckpt CKPT)" if arg == "export" else ""
             errors.append(f"{arg}: no such file or folder{hint}")
+            continue
+        left_out += len(candidates) - len(files)
     return found, errors, left_out
 
 

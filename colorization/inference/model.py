@@ -126,7 +126,12 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ColorizeError(f"--device {name}: CUDA is not available here (use --device cpu or auto)")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)  # the device exists here (cuda:3 on a one-GPU machine does not)
+    except (RuntimeError, ValueError, AssertionError) as error:
+        raise ColorizeError(f"--device {name}: not a device this machine has ({error})") from None
+    return device
 
 
 def check_size(colorizer: Colorizer | OnnxColorizer, size: int, device: torch.device) -> None:
