@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid
 
+from colorization.checkpoint import load_checkpoint, model_from_checkpoint
 from colorization.color import gray_rgb
 from colorization.compose import compose_config
-from colorization.evaluate import evaluate, load_checkpoint, model_from_checkpoint
+from colorization.evaluate import evaluate
 from colorization.io import save_image_atomic, write_text_atomic
 from colorization.train import train
 
