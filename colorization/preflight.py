@@ -199,18 +199,29 @@ def _checkpoint_in(value: Any, folder: Path) -> bool:
     return ".." not in file.parts and file.parent.resolve() == folder
 
 
+#: resume checkpoints already checked in this process, by (path, size, mtime): train.py's
+#: Preflight and ``train()`` would otherwise read the whole file twice
+_RESUME_CHECKED: set[tuple[str, int, int]] = set()
+
+
 def check_resume(path: str | Path) -> None:
     """A checkpoint to resume from: readable, safe (:func:`load_checkpoint`) and a whole
     training state. The error says how to go on: start over, or pick another checkpoint."""
     from colorization.checkpoint import CheckpointError, load_checkpoint
 
     path = Path(path)
+    stat = path.stat() if path.is_file() else None
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns) if stat else None
+    if key in _RESUME_CHECKED:
+        return
     try:
         checkpoint = load_checkpoint(path)
         missing = [k for k in ("epoch", "global_step", "loops") if k not in checkpoint]
         if missing:
             raise CheckpointError(f"{path} holds weights but no training state ({', '.join(missing)}) to resume")
         check_checkpoint_callback_paths(checkpoint, path)
+        if key:
+            _RESUME_CHECKED.add(key)
     except CheckpointError as error:
         others = sorted(p.name for p in path.parent.glob("*.ckpt") if p.name != path.name)
         choice = f"ckpt_path={path.parent / others[-1]}" if others else "ckpt_path=<another .ckpt>"
