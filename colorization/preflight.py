@@ -79,6 +79,33 @@ def check_data_values(data: Mapping | None, prefix: str = "data", training: bool
             _need(ok(data[key]), f"{prefix}.{key}", data[key], what)
     if "fractions" in data:
         check_fractions(data["fractions"], f"{prefix}.fractions", training)
+    if "root" in data:
+        check_root(data["root"], f"{prefix}.root")
+
+
+def _is_folder(value: Any) -> bool:
+    return isinstance(value, (str, os.PathLike)) and str(value) != ""
+
+
+def _root_list(value: Any) -> list | None:
+    """``data.root`` as a list of folders (one folder: a list of one), or ``None`` if it is neither."""
+    if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+        return list(value)
+    return [value] if _is_folder(value) else None
+
+
+def check_root(value: Any, key: str = "data.root") -> None:
+    """``data.root``: null (a source that reads no folder), a folder, or a non-empty list of
+    folders (``data.root=[DIR1,DIR2]``: one training set, split by photo across them)."""
+    if value is None:
+        return
+    folders = _root_list(value)
+    if folders and all(_is_folder(f) for f in folders):
+        return
+    hint = ""
+    if _is_number(value) or any(_is_number(f) for f in folders or []):
+        hint = " (to name a folder like a number, quote it: data.root='\"2024\"')"
+    raise ConfigError(f"{key} must be a folder path or a non-empty list of them ([DIR1,DIR2]), got {value!r}{hint}")
 
 
 #: a folder source of at most this many image files is checked (decoded) in the preflight,
@@ -88,28 +115,33 @@ PREFLIGHT_SCAN_LIMIT = 200
 
 
 def check_photo_folder(data: Mapping) -> None:
-    """A ``data=folder`` source: the folder exists and, when small, holds enough usable photos
-    for the splits (:func:`colorization.data.scan.split_by_photo`)."""
+    """A ``data=folder`` source: its folder (or each of its folders) exists and holds images,
+    and, when they are small, they hold enough usable photos between them for the splits
+    (:func:`colorization.data.scan.split_by_photo`)."""
     source = data.get("source")
     target = source.get("_target_", "") if isinstance(source, Mapping) else ""
-    if not str(target).endswith("ImageFolder") or not data.get("root"):
+    if not str(target).endswith("ImageFolder"):
         return
-    from colorization.data.images import DataSourceError, find_images
-
-    try:
-        paths = find_images(data["root"])
-    except DataSourceError as error:
-        raise ConfigError(f"data.root: {error}") from None
-    if len(paths) > PREFLIGHT_SCAN_LIMIT:
-        return
+    folders = _root_list(data.get("root"))
+    if not folders:
+        raise ConfigError("data.root is not set: give the folder of photos, data.root=DIR (or [DIR1,DIR2])")
+    from colorization.data.images import DataSourceError
     from colorization.data.scan import scan_source, split_by_photo
     from colorization.data.sources import ImageFolder
 
-    report = scan_source(ImageFolder(data["root"]), data.get("min_colorfulness") or 0.0, quiet=True)
+    photos = ImageFolder(folders)  # lists every folder: a missing or empty one is named
+    try:
+        count = len(photos)
+    except DataSourceError as error:
+        raise ConfigError(f"data.root: {error}") from None
+    if count > PREFLIGHT_SCAN_LIMIT:
+        return
+    report = scan_source(photos, data.get("min_colorfulness") or 0.0, quiet=True)
     try:
         split_by_photo(report.kept, tuple(data.get("fractions") or (0.8, 0.1, 0.1)), 0)
     except ValueError as error:
-        raise ConfigError(f"data.root: too few usable photos in {data['root']}: {report.summary()}; {error}") from None
+        where = ", ".join(map(str, folders))
+        raise ConfigError(f"data.root: too few usable photos in {where}: {report.summary()}; {error}") from None
 
 
 #: the data each task scores on: colorizers on photos, the digits autoencoders on digits

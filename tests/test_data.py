@@ -207,3 +207,117 @@ def test_colourless_photos_of_cifar10_are_detected_and_skipped():
     dm = make_dm(ImageFolder(SHARED_DATA / "cifar10" / "test" / "airplane"), image_size=32)
     assert 0 < len(dm.report.colorless) < 20
     assert len(dm.report.kept) + len(dm.report.colorless) == 200
+
+
+def two_photo_folders(base, photos, first: int = 3, second: int = 3) -> list:
+    """Two folders both called ``train`` (``landscapes/train``, ``flowers/train``) of real
+    photos and crops of them, JPEG and PNG, the same file names in both, one in a sub-folder."""
+    arrays = list(photos.values())
+    crops = [a[: a.shape[0] * 2 // 3, : a.shape[1] * 2 // 3] for a in arrays] + [a[a.shape[0] // 3 :] for a in arrays]
+    folders = [base / "landscapes" / "train", base / "flowers" / "train"]
+    for folder, count, offset in zip(folders, (first, second), (0, first), strict=True):
+        (folder / "sub").mkdir(parents=True)
+        for i in range(count):
+            where = folder / "sub" if i == 0 else folder
+            Image.fromarray(crops[offset + i]).save(where / f"photo{i}.{'png' if i % 2 else 'jpg'}")
+    return folders
+
+
+def test_several_folders_are_one_set_split_by_photo_across_all(tmp_path, photos):
+    from omegaconf import OmegaConf
+
+    landscapes, flowers = two_photo_folders(tmp_path, photos, 4, 3)
+    again = landscapes / "sub" / ".."  # the same folder, listed twice: counted once
+    source = ImageFolder([landscapes, str(flowers), again])
+    assert source.root == [landscapes, flowers, again]  # as given, for messages
+    alone = [ImageFolder(landscapes), ImageFolder(flowers)]
+    assert len(source) == len(alone[0]) + len(alone[1]) == 7
+    names = [source.name(i) for i in range(len(source))]
+    assert len(set(names)) == 7
+    assert names == [f"landscapes/train/{alone[0].name(i)}" for i in range(4)] + [
+        f"flowers/train/{alone[1].name(i)}" for i in range(3)
+    ]  # each folder sorted as alone, the folders in the order given
+    assert ImageFolder([landscapes]).name(0) == alone[0].name(0) == "photo1.png"  # one folder: names as before
+    assert ImageFolder([landscapes]).root == landscapes
+
+    dm = make_dm(source, fractions=(0.6, 0.2, 0.2), min_colorfulness=0.0)
+    train, val, test = (set(dm.splits[s]) for s in ("train", "val", "test"))
+    assert not (train & val or train & test or val & test)
+    assert train | val | test == set(dm.report.kept) == set(range(7))
+    listed = OmegaConf.create({"root": [str(landscapes), str(flowers)]}).root  # as Hydra passes data.root
+    rebuilt = make_dm(ImageFolder(listed), fractions=(0.6, 0.2, 0.2), min_colorfulness=0.0)
+    assert rebuilt.splits == dm.splits
+    assert all(rebuilt.split_names(s) == dm.split_names(s) for s in ("train", "val", "test"))
+
+
+def test_folders_that_share_a_name_or_nest_keep_photo_names_unique(tmp_path, photos):
+    landscapes, flowers = two_photo_folders(tmp_path, photos, 2, 2)
+    (tmp_path / "cats").mkdir()
+    Image.fromarray(photos["chelsea"]).save(tmp_path / "cats" / "photo1.png")
+    source = ImageFolder([tmp_path / "cats", landscapes, flowers])
+    assert [source.name(i) for i in range(len(source))] == [
+        "cats/photo1.png", "landscapes/train/photo1.png", "landscapes/train/sub/photo0.jpg",
+        "flowers/train/photo1.png", "flowers/train/sub/photo0.jpg",
+    ]  # fmt: skip
+    nested = ImageFolder([landscapes / "sub", landscapes])  # sub's photo is in both: listed once
+    assert len(nested) == 2 and nested.paths[0].name == "photo0.jpg"
+    assert len({nested.name(i) for i in range(2)}) == 2
+
+
+def test_a_missing_or_empty_folder_in_a_list_is_one_error_naming_it(tmp_path, photos):
+    landscapes, _ = two_photo_folders(tmp_path, photos, 3, 1)
+    missing = tmp_path / "no-such-folder"
+    source = ImageFolder([landscapes, missing])  # lazy: nothing is read yet
+    with pytest.raises(DataSourceError, match=r"does not exist: \S*no-such-folder \(every folder in data\.root"):
+        len(source)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataSourceError, match="no images .* found under .*empty") as error:
+        make_dm(ImageFolder([landscapes, tmp_path / "empty"]))
+    assert "landscapes" not in str(error.value)
+    few = two_photo_folders(tmp_path / "few", photos, 1, 1)  # too few between them: both named
+    with pytest.raises(DataSourceError, match=r"too few usable photos under \S*landscapes/train, \S*flowers/train: 2"):
+        make_dm(ImageFolder(few), min_colorfulness=0.0)
+
+
+def test_preflight_takes_a_list_of_folders_and_refuses_other_roots(tmp_path, photos, compose_cfg):
+    from colorization.preflight import ConfigError, check_values
+
+    landscapes, flowers = two_photo_folders(tmp_path, photos, 2, 1)
+
+    def check(root: str) -> None:
+        check_values(compose_cfg("data=folder", f"data.root={root}"))
+
+    with pytest.raises(ConfigError, match="data.root: too few usable photos in .*landscapes.*2 photos kept"):
+        check(str(landscapes))  # 2 photos cannot fill 3 splits...
+    check(f"[{landscapes},{flowers}]")  # ...but 2 + 1 can: counted over all the folders
+    with pytest.raises(ConfigError, match=r"^data\.root: image folder does not exist: \S*/gone\b"):
+        check(f"[{landscapes},{tmp_path / 'gone'}]")
+    for bad, shown in (("[]", r"\[\]"), ("5", "5"), ("{a: 1}", r"\{'a': 1\}")):
+        with pytest.raises(ConfigError, match=rf"^data\.root must be a folder path or a non-empty list .*got {shown}"):
+            check(bad)
+
+
+def test_a_list_root_on_the_command_line_composes_and_sets_up(tmp_path, photos, compose_cfg):
+    from hydra.utils import instantiate
+
+    landscapes, flowers = two_photo_folders(tmp_path, photos, 3, 2)
+    dm = instantiate(compose_cfg("data=folder", f"data.root=[{landscapes},{flowers}]", "data.num_workers=0").data)
+    dm.setup("fit")
+    assert dm.source.root == [landscapes, flowers] and len(dm.source) == 5
+    names = {n for s in ("train", "val", "test") for n in dm.split_names(s)}
+    assert len(names) == len(dm.report.kept) and {n.split("/")[0] for n in names} <= {"landscapes", "flowers"}
+
+
+def test_a_checkpoint_trained_on_several_folders_loads_and_rebuilds_its_data(tmp_path, photos):
+    from colorization.checkpoint import datamodule_from_checkpoint, load_checkpoint
+    from tests.helpers import tiny_checkpoint
+
+    landscapes, flowers = two_photo_folders(tmp_path, photos, 3, 3)
+    roots = f"data.root=[{landscapes},{flowers}]"
+    ckpt = tiny_checkpoint(tmp_path / "run", "data=folder", roots, "model.net.width=8", "model.net.depth=2")
+    checkpoint = load_checkpoint(ckpt)
+    assert checkpoint["colorization_config"]["data"]["root"] == [str(landscapes), str(flowers)]
+    dm = datamodule_from_checkpoint(checkpoint)
+    dm.setup("fit")
+    assert dm.source.root == [landscapes, flowers] and len(dm.source) == 6
+    assert sum(len(v) for v in dm.splits.values()) == len(dm.report.kept) > 0

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from colorization.color import AB_SCALE, linear_to_lab, normalize_l, rgb_u8_to_linear, srgb_to_linear
 from colorization.data.augment import DRAWS, DeviceAugmentation
@@ -293,7 +293,9 @@ class LabDataModule(SplitDataModule):
         try:
             self.splits = split_by_photo(self.report.kept, self.fractions, self.seed)
         except ValueError as error:
-            where = f" under {self.source.root}" if hasattr(self.source, "root") else ""
+            root = getattr(self.source, "root", None)
+            folders = ", ".join(map(str, root)) if isinstance(root, (list, tuple)) else root
+            where = f" under {folders}" if root is not None else ""
             raise DataSourceError(
                 f"too few usable photos{where}: {self.report.summary()}; {error}. Add photos or change data.fractions"
             ) from None
@@ -339,6 +341,20 @@ class LabDataModule(SplitDataModule):
         self.train_sampler = sampler
         drop_last = sampler.num_samples > self.batch_size  # a split smaller than a batch is one batch
         return ResumableLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last, **common)
+
+    def sample_loader(self, split: str, items: int, seed: int | None = None) -> DataLoader:
+        """``items`` crops of ``split`` drawn at random (seeded: ``seed``, default the data
+        seed), in batches of ``batch_size``: a look at a large split's statistics (the ab
+        prior of ``output=bins``) without reading all of it. Touches no training-loader state."""
+        self.setup("fit")
+        if split not in self.datasets:
+            raise ValueError(f"the {split!r} split is empty: raise its fraction in data.fractions")
+        dataset = self.datasets[split]
+        generator = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        order = torch.randperm(len(dataset), generator=generator)[: max(1, items)].tolist()
+        return DataLoader(
+            Subset(dataset, order), batch_size=self.batch_size, num_workers=self.num_workers, pin_memory=self.pin_memory
+        )
 
     def transfer_batch_to_device(
         self, batch: torch.Tensor | list[torch.Tensor], device: torch.device, dataloader_idx: int

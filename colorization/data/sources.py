@@ -7,7 +7,8 @@ for all of them alike, so swapping ``data=`` changes nothing but the photos.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -102,22 +103,67 @@ class SamplePhotos(ImageSource):
 
 
 class ImageFolder(ImageSource):
-    """Every image file under ``root`` (recursive): jpg, jpeg, png, bmp, webp, tif, tiff."""
+    """Every image file under ``root`` (recursive): jpg, jpeg, png, bmp, webp, tif, tiff.
+
+    ``root`` is one folder or a list of folders (``data.root=[DIR1,DIR2]``): the photos are
+    each folder's files, sorted, folder after folder in the order given, and split by photo
+    across all of them. A folder listed twice (the same resolved path) counts once, and so
+    does a file that two nested folders both hold. Each folder must exist and hold images:
+    one that does not is an error naming it.
+
+    ``name(i)`` is the file's path relative to its folder; with several folders it is
+    prefixed by a label for the folder: the folder's name (``landscapes/x.jpg``), or as many
+    trailing parts of its resolved path as tell the folders apart
+    (``landscapes/train/x.jpg`` next to ``flowers/train/y.jpg``; no label is a leading part
+    of another, so the names stay unique).
+    """
 
     reads_files = True
 
-    def __init__(self, root: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> None:
-        self.root = Path(root).expanduser()
+    def __init__(self, root: str | Path | Sequence[str | Path], extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> None:
+        several = not isinstance(root, (str, os.PathLike))
+        given = list(root) if several else [root]  # a list, a tuple, an OmegaConf ListConfig
+        if not given:
+            raise DataSourceError("ImageFolder: no folder given (data.root=[] lists none)")
+        self.roots = [Path(r).expanduser() for r in given]
+        #: the folder, or the folders, as given (for error messages)
+        self.root: Path | list[Path] = self.roots if several and len(self.roots) > 1 else self.roots[0]
         self.extensions = tuple(extensions)
 
-    @cached_property
-    def paths(self) -> list[Path]:
+    def _find(self, root: Path) -> list[Path]:
         try:
-            return find_images(self.root, self.extensions)
+            return find_images(root, self.extensions)
         except DataSourceError as error:
-            raise DataSourceError(
-                f"{error} (point data.root=DIR at a folder of photos, or run on the bundled photos with data=sample)"
-            ) from error
+            hint = (
+                "every folder in data.root=[DIR1,DIR2,...] must hold photos"
+                if len(self.roots) > 1
+                else "point data.root=DIR at a folder of photos"
+            )
+            raise DataSourceError(f"{error} ({hint}, or run on the bundled photos with data=sample)") from error
+
+    @cached_property
+    def _files(self) -> tuple[list[Path], list[int], list[tuple[Path, Path | None]]]:
+        """(paths, the root each came from, (root, label) per root): every root scanned once,
+        a root listed twice and a file two nested roots hold kept once (the first time)."""
+        resolved: list[Path] = []
+        for root in self.roots:
+            if root.resolve() not in resolved:
+                resolved.append(root.resolve())
+        if len(resolved) == 1:  # names as with a single root: relative to it, as given
+            paths = self._find(self.roots[0])
+            return paths, [0] * len(paths), [(self.roots[0], None)]
+        paths, owners, seen = [], [], set()
+        for owner, full in enumerate(resolved):
+            for path in self._find(full):
+                if path not in seen:  # path is full / its relative path: the same file, the same path
+                    seen.add(path)
+                    paths.append(path)
+                    owners.append(owner)
+        return paths, owners, list(zip(resolved, _root_labels(resolved), strict=True))
+
+    @property
+    def paths(self) -> list[Path]:
+        return self._files[0]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -126,7 +172,35 @@ class ImageFolder(ImageSource):
         return open_rgb(self.paths[index], draft_size=draft_size)
 
     def name(self, index: int) -> str:
-        return str(self.paths[index].relative_to(self.root))
+        paths, owners, roots = self._files
+        root, label = roots[owners[index]]
+        relative = paths[index].relative_to(root)
+        return str(relative if label is None else label / relative)
+
+
+def _root_labels(roots: list[Path]) -> list[Path]:
+    """For distinct resolved ``roots``: the fewest trailing parts of each that tell it from
+    the others, lengthened until no label is a leading part of (or equal to) another, so
+    ``label / relative`` names stay unique across roots (a root whose label reaches its whole
+    path keeps it: such names are whole paths, unique since each file is listed once)."""
+    parts = [r.parts for r in roots]
+    take = [1] * len(roots)
+
+    def label(i: int) -> tuple[str, ...]:
+        return parts[i][-take[i] :]
+
+    while True:
+        clash = {
+            i
+            for i in range(len(roots))
+            for j in range(len(roots))
+            if i != j and label(j)[: take[i]] == label(i) and take[i] < len(parts[i])
+        }
+        if not clash:
+            break
+        for i in clash:  # both of two equal labels grow: landscapes/train, flowers/train
+            take[i] += 1
+    return [Path(*label(i)) for i in range(len(roots))]
 
 
 _TORCHVISION_SPLITS = {
