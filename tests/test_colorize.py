@@ -300,3 +300,142 @@ def test_colorize_with_an_exported_onnx_model_matches_the_checkpoint(ckpt, photo
         results[name] = np.asarray(Image.open(tmp_path / name / "cat.png")).astype(int)
     assert np.abs(results["onnx"] - results["ckpt"]).max() <= 1
     assert main([str(tmp_path / "cat.jpg"), "--onnx", str(tmp_path / "cat.jpg"), "-o", str(tmp_path / "x")]) == 2
+
+
+# ----------------------------------------------------------------------------- aspect ratio
+
+
+def test_panorama_keeps_its_aspect_and_colours_as_its_own_square_crop(ckpt, photos):
+    """A 3:1 panorama goes through the network at 64 x 192, not squashed to 64 x 64: away from
+    the borders its prediction is that of its own square crop (crop at x = 64, a multiple of
+    the net's stride; 16 px margin). Measured: max |ab| difference 3e-8 (float rounding; 0.11
+    at the crop's own borders, 2e-3 at 4 px from them), ab std 0.07; allowed 1e-4 (normalised
+    ab)."""
+    from colorization.inference.fullres import working_input
+    from colorization.inference.model import load_colorizer
+
+    colorizer, _ = load_colorizer(ckpt, torch.device("cpu"))
+    with torch.no_grad():
+        for parameter in colorizer.parameters():  # non-trivial colours (the colour head starts near 0)
+            parameter.add_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)) * 0.05)
+    size, offset, margin = 64, 64, 16
+    panorama = np.asarray(Image.fromarray(photos["motorcycle"]).resize((3 * size, size), Image.Resampling.LANCZOS))
+    crop = np.ascontiguousarray(panorama[:, offset : offset + size])
+    l_panorama, l_crop = working_input(panorama, size), working_input(crop, size)
+    assert l_panorama.shape == (1, size, 3 * size) and l_crop.shape == (1, size, size)
+    assert torch.equal(l_panorama[..., offset : offset + size], l_crop)  # native size: no resampling
+    with torch.no_grad():
+        ab_panorama, ab_crop = colorizer(l_panorama[None])[0], colorizer(l_crop[None])[0]
+    assert ab_panorama.shape == (2, size, 3 * size)
+    inner = (slice(None), slice(margin, size - margin), slice(margin, size - margin))
+    from_panorama = ab_panorama[..., offset : offset + size][inner]
+    assert ab_crop[inner].std() > 0.01  # the comparison is not between two near-zero maps
+    assert (from_panorama - ab_crop[inner]).abs().max() < 1e-4
+
+
+def test_working_shape_keeps_the_aspect_ratio_and_caps_long_panoramas():
+    from colorization.inference.fullres import MAX_ASPECT, letterbox, working_input, working_shape
+
+    assert MAX_ASPECT == 4
+    assert working_shape(100, 200, 32) == (32, 64)
+    assert working_shape(300, 100, 32) == (96, 32)
+    assert working_shape(677, 1023, 256) == (256, 387)  # round(1023 * 256 / 677) = 387
+    assert working_shape(100, 400, 32) == (32, 128)  # 4:1 exactly: not capped
+    assert working_shape(100, 1000, 32) == (13, 128)  # 10:1: long side 4 * size, short side 12.8 -> 13
+    assert working_shape(1000, 100, 32) == (128, 13)
+    assert working_shape(1, 5000, 32) == (1, 128)  # never 0 px
+    assert working_shape(1, 1, 32) == (32, 32)
+    strip = np.random.default_rng(0).integers(0, 256, (100, 1000, 3), dtype=np.uint8)
+    assert working_input(strip, 32).shape == (1, 13, 4 * 32)
+    l_norm, (top, left, h, w) = letterbox(strip[:, :300], 32)  # a model of one square size: 3:1 -> 11 x 32
+    assert l_norm.shape == (1, 32, 32) and (top, left, h, w) == (10, 0, 11, 32)
+    small = np.asarray(Image.fromarray(strip[:, :300]).resize((w, h), Image.Resampling.BILINEAR, reducing_gap=3.0))
+    assert torch.equal(l_norm[:, top : top + h, left : left + w], working_input(small, h))
+    assert torch.equal(l_norm[:, top - 1], l_norm[:, top + 1])  # padded by mirroring the photo
+
+
+def test_non_square_photos_keep_their_size_and_aspect_in_one_batch(ckpt, photos, tmp_path, monkeypatch):
+    """200x100 and 400x200 photos share a working shape (32 x 64 at the checkpoint's size 32)
+    and one network batch; a 100x300 one gets its own (96 x 32); each output has its photo's
+    exact size, and a photo coloured in the mixed batch is the photo coloured alone."""
+    seen = []
+    forward = Colorizer.forward
+
+    def recording(self, l_norm, z=None):
+        seen.append(tuple(l_norm.shape))
+        return forward(self, l_norm, z)
+
+    monkeypatch.setattr(Colorizer, "forward", recording)
+    sizes = {"wide": (200, 100), "wide2": (400, 200), "tall": (100, 300)}
+    for name, size in sizes.items():
+        Image.fromarray(photos["coffee"]).resize(size).save(tmp_path / f"{name}.png")
+    inputs = [str(tmp_path / f"{name}.png") for name in sizes]
+    assert main([*inputs, "--ckpt", str(ckpt), "-o", str(tmp_path / "out"), "--batch-size", "3"]) == 0
+    assert seen[1:] == [(2, 1, 32, 64), (1, 1, 96, 32)]  # seen[0]: check_size's square
+    for name, size in sizes.items():
+        with Image.open(tmp_path / "out" / f"{name}.png") as image:
+            assert image.size == size
+    assert main([inputs[2], "--ckpt", str(ckpt), "-o", str(tmp_path / "alone")]) == 0
+    together, alone = (np.asarray(Image.open(tmp_path / d / "tall.png")).astype(int) for d in ("out", "alone"))
+    assert np.abs(together - alone).max() <= 1
+
+
+def test_samples_draw_the_same_latents_whatever_the_grouping():
+    """z is drawn for the whole batch, sample by sample, in photo order (as when every photo
+    had one shape), then each shape group gets its photos' rows."""
+    import argparse
+
+    from colorization.inference.jobs import predict
+
+    class Stub:  # ab = the photo's z[0] everywhere
+        can_sample, latent_dim = True, 3
+
+        def __call__(self, l_norm, z=None):
+            value = torch.zeros(len(l_norm)) if z is None else z[:, 0]
+            return value[:, None, None, None].expand(-1, 2, *l_norm.shape[-2:]).clone()
+
+    shapes = [(100, 200), (300, 100), (100, 200), (50, 50)]
+    photos = [np.zeros((*s, 3), dtype=np.uint8) for s in shapes]
+    args = argparse.Namespace(size=16, samples=2)
+    out = predict(Stub(), photos, torch.device("cpu"), args, torch.Generator().manual_seed(7))
+    reference = torch.Generator().manual_seed(7)
+    for k in (1, 2):
+        z = torch.randn(len(photos), 3, generator=reference)
+        for i, ab in enumerate(out[f"sample{k}"]):
+            assert ab.shape[1:] == working_shape_of(shapes[i], 16)
+            assert torch.all(ab == z[i, 0])
+    assert all(ab.abs().max() == 0 for ab in out["colorized"])
+
+
+def working_shape_of(shape: tuple[int, int], size: int) -> tuple[int, int]:
+    from colorization.inference.fullres import working_shape
+
+    return working_shape(*shape, size)
+
+
+def test_onnx_model_letterboxes_non_square_photos(ckpt, photos, tmp_path):
+    """An ONNX model takes one square size: the photo is letterboxed (longer side = size,
+    mirrored padding) and the prediction cropped back; outputs keep the photo's size, and
+    match the checkpoint network run on the same letterboxed input to one 8-bit level."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from colorization.colorize import export_main
+    from colorization.inference.fullres import letterbox
+    from colorization.inference.model import load_colorizer
+
+    assert export_main(["--ckpt", str(ckpt), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 0
+    rgb = np.asarray(Image.fromarray(photos["chelsea"]).resize((200, 100)))
+    Image.fromarray(rgb).save(tmp_path / "wide.png")
+    Image.fromarray(photos["chelsea"]).resize((90, 270)).save(tmp_path / "tall.png")
+    inputs = [str(tmp_path / "wide.png"), str(tmp_path / "tall.png")]
+    assert main([*inputs, "--onnx", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "out")]) == 0
+    for name, size in (("wide", (200, 100)), ("tall", (90, 270))):
+        with Image.open(tmp_path / "out" / f"{name}.png") as image:
+            assert image.size == size
+    colorizer, size = load_colorizer(ckpt, torch.device("cpu"))
+    l_norm, (top, left, h, w) = letterbox(rgb, size)
+    assert l_norm.shape == (1, size, size) and (h, w) == (size // 2, size)
+    with torch.no_grad():
+        ab = colorizer(l_norm[None])[0, :, top : top + h, left : left + w]
+    expected = compose_full_resolution(rgb, ab).astype(int)
+    assert np.abs(np.asarray(Image.open(tmp_path / "out" / "wide.png")).astype(int) - expected).max() <= 1

@@ -1,10 +1,15 @@
 """Full-resolution colour: the photo's own L joined with the working-size prediction.
 
-Only a ``size x size`` copy goes through the network; the predicted chroma ab is resized
-bilinearly to the photo's size and joined with the photo's **own full-resolution L**, so every
-detail of the input is kept. Colours the predicted ab would push outside sRGB are pulled
-towards gray at the same L (not clipped per channel), so the output's lightness is the
-input's. Work runs in strips of rows: memory stays bounded on large scans.
+Only a small copy goes through the network, at the photo's own aspect ratio
+(:func:`working_input`): its shorter side is ``size`` (a panorama longer than
+:data:`MAX_ASPECT`:1 gets its longer side capped at ``MAX_ASPECT * size``), never squashed to a
+square. A model that takes one square size only (an exported ONNX model) gets the photo
+letterboxed instead (:func:`letterbox`: longer side ``size``, mirrored padding, the
+prediction cropped back). The predicted chroma ab is resized bilinearly to the photo's size and
+joined with the photo's **own full-resolution L**, so every detail of the input is kept.
+Colours the predicted ab would push outside sRGB are pulled towards gray at the same L (not
+clipped per channel), so the output's lightness is the input's. Work runs in strips of rows:
+memory stays bounded on large scans.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from colorization.color import AB_SCALE, lab_to_rgb_preserving_l, normalize_l, r
 
 #: pixels per strip of rows in full-resolution work (bounds the float intermediates)
 STRIP_PIXELS = 1 << 20
+#: the longest working side is at most this many times ``size`` (memory of long panoramas)
+MAX_ASPECT = 4
 
 
 def _bilinear_taps(out_size: int, in_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -64,10 +71,43 @@ def compose_full_resolution(
     return out
 
 
+def working_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """The network's (h, w) for a ``height x width`` photo: the shorter side ``size``, the
+    longer one in proportion (rounded), at most ``MAX_ASPECT * size`` (a longer panorama gets
+    a shorter side below ``size`` then, at least 1 px)."""
+    short, long = min(height, width), max(height, width)
+    long_out = round(long * size / short)
+    short_out = size
+    if long_out > MAX_ASPECT * size:
+        long_out = MAX_ASPECT * size
+        short_out = max(1, round(short * long_out / long))
+    return (short_out, long_out) if height <= width else (long_out, short_out)
+
+
+def _normalised_l(rgb_u8: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """The photo resized (bilinear) to ``height x width`` -> normalised L (height, width)."""
+    small = Image.fromarray(rgb_u8).resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return normalize_l(luminance_l(np.asarray(small), torch.device("cpu")))
+
+
 def working_input(rgb_u8: np.ndarray, size: int) -> torch.Tensor:
-    """The gray photo at the network's working size: normalised L (1, size, size)."""
-    small = Image.fromarray(rgb_u8).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    return normalize_l(luminance_l(np.asarray(small), torch.device("cpu")))[None]
+    """The gray photo at the network's working size, aspect ratio kept
+    (:func:`working_shape`): normalised L (1, h, w)."""
+    return _normalised_l(rgb_u8, *working_shape(*rgb_u8.shape[:2], size))[None]
+
+
+def letterbox(rgb_u8: np.ndarray, size: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """The gray photo for a model of one square size: resized so that its longer side is
+    ``size``, centred and padded by mirroring to ``size x size`` -> (normalised L
+    (1, size, size), crop box (top, left, h, w) of the photo in it). Crop the prediction with
+    ``ab[:, top : top + h, left : left + w]``."""
+    height, width = rgb_u8.shape[:2]
+    scale = size / max(height, width)
+    h, w = max(1, min(size, round(height * scale))), max(1, min(size, round(width * scale)))
+    lightness = _normalised_l(rgb_u8, h, w).numpy()
+    top, left = (size - h) // 2, (size - w) // 2
+    padded = np.pad(lightness, ((top, size - h - top), (left, size - w - left)), mode="reflect")
+    return torch.from_numpy(np.ascontiguousarray(padded))[None], (top, left, h, w)
 
 
 def gray_of(rgb_u8: np.ndarray, strip_pixels: int = STRIP_PIXELS) -> np.ndarray:

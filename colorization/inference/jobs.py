@@ -1,5 +1,8 @@
 """The batched run of ``colorize``: inputs (files, folders, globs) to planned outputs, then
-the photos through the colorizer in batches, each photo on its own.
+the photos through the colorizer in batches, each photo on its own. A photo keeps its aspect
+ratio at the working size (:func:`~colorization.inference.fullres.working_input`): photos of a
+batch with the same working shape go through the network together, the others one group per
+shape; a model of one square size (ONNX) gets each photo letterboxed.
 
 Each input is handled on its own: a file that cannot be read gets one line on stderr and
 the run goes on. Inputs are never overwritten, outputs are written atomically, existing
@@ -24,7 +27,14 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from colorization.data.images import IMAGE_EXTENSIONS, UnreadableImage, open_rgb
-from colorization.inference.fullres import comparison, compose_full_resolution, gray_of, is_gray, working_input
+from colorization.inference.fullres import (
+    comparison,
+    compose_full_resolution,
+    gray_of,
+    is_gray,
+    letterbox,
+    working_input,
+)
 from colorization.inference.model import (
     ColorizeError,
     Colorizer,
@@ -161,6 +171,53 @@ def fail(summary: Summary, message: str) -> None:
     print(f"colorize: error: {message}", file=sys.stderr, flush=True)
 
 
+def fixed_square_size(colorizer: Colorizer | OnnxColorizer) -> int | None:
+    """The one square size a model takes (an exported ONNX model), or None for a network
+    that takes any height and width (a checkpoint's)."""
+    if hasattr(colorizer, "fixed_size"):
+        return colorizer.fixed_size
+    return colorizer.size if isinstance(colorizer, OnnxColorizer) else None
+
+
+@torch.no_grad()
+def predict(
+    colorizer: Colorizer | OnnxColorizer, photos: list[np.ndarray], device: torch.device, args: argparse.Namespace,
+    generator: torch.Generator,
+) -> dict[str, list[torch.Tensor]]:  # fmt: skip
+    """The predicted ab (2, h, w) of each photo, at its working shape: {"colorized": [...],
+    "sample1": [...], ...}, in the order of ``photos``. Photos of the same working shape run
+    as one network batch; a sample's latent z is drawn for all photos at once, in order, as
+    when the whole batch had one shape."""
+    fixed = fixed_square_size(colorizer)
+    inputs, boxes = [], []
+    for rgb_u8 in photos:
+        if fixed is None:
+            inputs.append(working_input(rgb_u8, args.size))
+            boxes.append(None)
+        else:
+            l_norm, box = letterbox(rgb_u8, fixed)
+            inputs.append(l_norm)
+            boxes.append(box)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, l_norm in enumerate(inputs):
+        groups.setdefault(tuple(l_norm.shape), []).append(i)
+    kinds = {"colorized": None}
+    for k in range(1, args.samples + 1):
+        kinds[f"sample{k}"] = torch.randn(len(photos), colorizer.latent_dim, device=device, generator=generator)
+    predictions: dict[str, list[torch.Tensor]] = {kind: [None] * len(photos) for kind in kinds}
+    for members in groups.values():
+        l_small = torch.stack([inputs[i] for i in members]).to(device)
+        for kind, z in kinds.items():
+            ab = colorizer(l_small) if z is None else colorizer(l_small, z[members])
+            for j, i in enumerate(members):
+                if boxes[i] is not None:
+                    top, left, h, w = boxes[i]
+                    predictions[kind][i] = ab[j, :, top : top + h, left : left + w]
+                else:
+                    predictions[kind][i] = ab[j]
+    return predictions
+
+
 @torch.no_grad()
 def colorize_jobs(
     jobs: list[Job], colorizer: Colorizer | OnnxColorizer, device: torch.device, args: argparse.Namespace,
@@ -180,11 +237,7 @@ def colorize_jobs(
             loaded.append((job, rgb_u8, time.perf_counter()))
         if not loaded:
             continue
-        l_small = torch.stack([working_input(rgb, args.size) for _, rgb, _ in loaded]).to(device)
-        predictions = {"colorized": colorizer(l_small)}
-        for k in range(1, args.samples + 1):
-            z = torch.randn(len(l_small), colorizer.latent_dim, device=device, generator=generator)
-            predictions[f"sample{k}"] = colorizer(l_small, z)
+        predictions = predict(colorizer, [rgb for _, rgb, _ in loaded], device, args, generator)
         for i, (job, rgb_u8, start) in enumerate(loaded):
             try:
                 colorized = {}
@@ -209,6 +262,8 @@ def load_model(args: argparse.Namespace) -> tuple[Colorizer | OnnxColorizer, tor
     """The checkpoint's colorizer (``--ckpt``) or the exported ONNX model (``--onnx``, CPU);
     ``args.size`` defaults to the size it was trained or exported at."""
     if getattr(args, "onnx", None):
+        if getattr(args, "temperature", None) is not None or getattr(args, "mix", None) is not None:
+            raise ColorizeError("--temperature and --mix need --ckpt: an exported model decodes as it was exported")
         colorizer = OnnxColorizer(args.onnx)
         if args.size not in (None, colorizer.size):
             raise ColorizeError(f"--size {args.size}: the ONNX model was exported at {colorizer.size}")
@@ -216,6 +271,7 @@ def load_model(args: argparse.Namespace) -> tuple[Colorizer | OnnxColorizer, tor
         return colorizer, torch.device("cpu")
     device = pick_device(args.device)
     colorizer, trained_size = load_colorizer(args.ckpt, device)
+    colorizer.decoding(getattr(args, "temperature", None), getattr(args, "mix", None))
     args.size = args.size or trained_size
     return colorizer, device
 
