@@ -7,8 +7,9 @@
 
 The command line only: the work is in :mod:`colorization.inference` (the model, full-resolution
 composition, the batched run, export). A photo is decoded to 8-bit sRGB (any mode, EXIF
-rotation and colour profile applied) and seen as gray (its Lab lightness L); a ``size x size``
-copy goes through the network and the predicted chroma joins the photo's own full-resolution L.
+rotation and colour profile applied) and seen as gray (its Lab lightness L); a copy whose
+shorter side is ``--size`` (aspect ratio kept) goes through the network and the predicted
+chroma joins the photo's own full-resolution L.
 
 Exit codes: 0; 1 when any input failed (one line each on stderr, the run goes on); 2 when
 nothing could start (bad checkpoint, model or options); 130 / 143 when stopped by SIGINT /
@@ -50,6 +51,18 @@ def colorize_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
     parser.add_argument("--samples", type=int, default=0, help="also write K sampled colorizations (VAE models)")
     parser.add_argument("--saturation", type=float, default=1.0, help="scale the predicted chroma (e.g. 1.3)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="bins models: annealed-mean temperature (default: the checkpoint's, 0.38; 1 = mean, 0 = mode)",
+    )
+    parser.add_argument(
+        "--mix",
+        type=float,
+        default=None,
+        help="bins models: share of the regression colour, 0..1 (default: the checkpoint's)",
+    )
     parser.add_argument("--compare", action="store_true", help="also write gray | colorized | original panels")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --samples draws")
@@ -87,6 +100,10 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         parser.error(f"--size must be <= {MAX_SIZE}, got {args.size}")
     if getattr(args, "samples", 0) < 0 or getattr(args, "saturation", 1.0) < 0:
         parser.error("--samples and --saturation must be >= 0")
+    if getattr(args, "temperature", None) is not None and not 0 <= args.temperature <= 100:
+        parser.error(f"--temperature must be in 0..100, got {args.temperature}")
+    if getattr(args, "mix", None) is not None and not 0 <= args.mix <= 1:
+        parser.error(f"--mix must be in 0..1, got {args.mix}")
     if not 1 <= getattr(args, "quality", 95) <= 100:
         parser.error("--quality must be in 1..100")
 

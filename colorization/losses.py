@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from colorization.color import colorfulness_batch
+
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "l1": F.l1_loss,  # MAE, seed 000
     "mse": F.mse_loss,  # seeds 002 and 004
@@ -20,3 +22,23 @@ def get_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose from {sorted(LOSSES)}")
     return LOSSES[name]
+
+
+def colorfulness_shortfall(pred_rgb: torch.Tensor, true_rgb: torch.Tensor) -> torch.Tensor:
+    """The colourfulness objective: by how much each prediction's Hasler-Suesstrunk
+    colourfulness falls short of its truth's, averaged over the batch, on the 0..1 scale
+    (metric / 100).
+
+    Regression of ab is rewarded for averaging colours towards gray; this term pushes each
+    photo's colourfulness up to its truth's (DDColor adds a colourfulness term for the same
+    reason; theirs rewards colourfulness without bound, this one stops at the truth's, so it
+    cannot buy vividness with invented colours). Differentiable in the predicted RGB.
+    """
+    x = pred_rgb.float() * 255
+    rg = x[:, 0] - x[:, 1]
+    yb = 0.5 * (x[:, 0] + x[:, 1]) - x[:, 2]
+    std = torch.sqrt(rg.flatten(1).var(1, correction=0) + yb.flatten(1).var(1, correction=0) + 1e-6)
+    mean = torch.sqrt(rg.flatten(1).mean(1).square() + yb.flatten(1).mean(1).square() + 1e-6)
+    with torch.no_grad():
+        target = colorfulness_batch(true_rgb).float()
+    return F.relu(target - (std + 0.3 * mean)).mean() / 100

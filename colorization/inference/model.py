@@ -22,14 +22,22 @@ class ColorizeError(RuntimeError):
 
 
 class Colorizer(nn.Module):
-    """The deployable part of a trained colorization model: normalised L ``(B, 1, S, S)`` in
-    [-1, 1] -> normalised ab ``(B, 2, S, S)`` (Lab chroma / 110), whatever the model's
-    output space (:mod:`colorization.outputs`). ``forward(l, z)`` takes a latent ``z`` for
-    VAE samples."""
+    """The deployable part of a trained colorization model: normalised L ``(B, 1, H, W)`` in
+    [-1, 1] -> normalised ab ``(B, 2, H, W)`` (Lab chroma / 110), whatever the model's
+    output space (:mod:`colorization.outputs`; ``bins`` decoded at the checkpoint's
+    temperature and mix unless :meth:`decoding` changes them). ``forward(l, z)`` takes a
+    latent ``z`` for VAE samples."""
 
-    def __init__(self, net: nn.Module, output: str = "ab", can_sample: bool = False) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        output: str = "ab",
+        can_sample: bool = False,
+        temperature: float | None = None,
+        mix: float | None = None,
+    ) -> None:
         super().__init__()
-        self.net, self.space, self.can_sample = net, output_space(output), can_sample
+        self.net, self.space, self.can_sample = net, output_space(output, temperature, mix), can_sample
         self.output = self.space.name
         self.latent_dim = getattr(net, "latent_dim", 0) if can_sample else 0
 
@@ -42,11 +50,26 @@ class Colorizer(nn.Module):
                 f"the checkpoint holds a {type(module).__name__}, not a colorization model (gray L in, colour out)"
             )
         described = spec()
-        return cls(module.net, described["output"], described["samples"])
+        return cls(
+            module.net, described["output"], described["samples"], described.get("temperature"), described.get("mix")
+        )
+
+    def decoding(self, temperature: float | None = None, mix: float | None = None) -> None:
+        """Change how a ``bins`` model turns its prediction into colour (``colorize
+        --temperature / --mix``); an error for the other outputs."""
+        if temperature is None and mix is None:
+            return
+        if self.output != "bins":
+            raise ColorizeError(f"--temperature and --mix apply to bins models; this one predicts {self.output}")
+        try:
+            temperature = self.space.temperature if temperature is None else temperature
+            self.space = output_space(self.output, temperature, self.space.mix if mix is None else mix)
+        except ValueError as error:
+            raise ColorizeError(str(error)) from None
 
     def forward(self, l_norm: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         pred = self.net(l_norm) if z is None else self.net.decode(l_norm, z)
-        return self.space.to_ab(pred)
+        return self.space.to_ab(pred, l_norm.shape[-2:])
 
 
 def _inference_spec(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
@@ -54,7 +77,11 @@ def _inference_spec(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
     spec = checkpoint.get("inference")
     if not isinstance(spec, dict):
         return None
-    if spec.get("output") not in OUTPUTS or not isinstance(spec.get("samples"), bool):
+    decoding_ok = all(
+        isinstance(spec.get(key, 0.0), float) and 0.0 <= spec.get(key, 0.0) <= limit
+        for key, limit in (("temperature", 100.0), ("mix", 1.0))
+    )
+    if spec.get("output") not in OUTPUTS or not isinstance(spec.get("samples"), bool) or not decoding_ok:
         raise ColorizeError(f"the checkpoint's inference description is not one this version reads: {spec!r:.120}")
     return spec
 
@@ -66,7 +93,9 @@ def colorizer_from_checkpoint(checkpoint: dict[str, Any]) -> Colorizer:
     spec = _inference_spec(checkpoint)
     if spec is None or "net" not in (checkpoint["colorization_config"].get("model") or {}):
         return Colorizer.from_module(model_from_checkpoint(checkpoint))
-    return Colorizer(net_from_checkpoint(checkpoint), spec["output"], spec["samples"])
+    return Colorizer(
+        net_from_checkpoint(checkpoint), spec["output"], spec["samples"], spec.get("temperature"), spec.get("mix")
+    )
 
 
 def load_colorizer(ckpt: str | Path, device: torch.device) -> tuple[Colorizer, int]:

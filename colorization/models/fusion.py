@@ -23,6 +23,8 @@ from colorization.models.skip_cae import SkipCAE
 class FusionColorizer(nn.Module):
     """Gray L ``(B, 1, H, W)`` in [-1, 1] -> colour, with global context from ``backbone``."""
 
+    supports_bins = True
+
     def __init__(
         self,
         backbone: str = "efficientnet_lite0",

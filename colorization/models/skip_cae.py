@@ -15,14 +15,22 @@ decoder are this network.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from colorization.models.blocks import ConvBNAct, GlobalFusion, UpConvBNAct, colour_head
+from colorization.outputs import output_space
 
 
 class SkipCAE(nn.Module):
-    """Gray ``(B, in_channels, H, W)`` -> colour ``(B, 2 or 3, H, W)``, any H and W."""
+    """Gray ``(B, in_channels, H, W)`` -> colour ``(B, 2 or 3, H, W)``, any H and W.
+
+    ``output=bins`` (classification over ab bins) is predicted at 1/4 of the size: the
+    decoder stops at the encoder level of stride 4 (``depth >= 2``)."""
+
+    supports_bins = True
 
     def __init__(
         self,
@@ -36,17 +44,26 @@ class SkipCAE(nn.Module):
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
+        stop = int(math.log2(output_space(output).stride))  # decoder ends at level stop - 1 (stride 2**stop)
+        if stop and depth < stop:
+            raise ValueError(f"output={output} needs depth >= {stop}, got {depth}")
         widths = [min(width * 2**i, max_width) for i in range(depth)]
         self.down = nn.ModuleList(
             ConvBNAct(c_in, c_out, stride=2) for c_in, c_out in zip([in_channels, *widths[:-1]], widths)
         )
         self.fusion = GlobalFusion(widths[-1], global_dim) if global_dim > 0 else None
         # up[k] brings level depth-1-k back to level depth-2-k; its output meets that skip.
+        last = max(stop - 1, 0)  # level the decoder ends at (0 for full-size outputs)
         self.up = nn.ModuleList(
-            UpConvBNAct(widths[i] if i == depth - 1 else 2 * widths[i], widths[i - 1]) for i in range(depth - 1, 0, -1)
+            UpConvBNAct(widths[i] if i == depth - 1 else 2 * widths[i], widths[i - 1])
+            for i in range(depth - 1, last, -1)
         )
-        self.to_full = UpConvBNAct(2 * widths[0] if depth > 1 else widths[0], widths[0])
-        self.head = colour_head(widths[0] + in_channels, output)
+        end = widths[last] if last == depth - 1 else 2 * widths[last]  # channels at the last level
+        if stop:
+            self.to_full, self.head = None, colour_head(end, output)
+        else:
+            self.to_full = UpConvBNAct(end, widths[0])
+            self.head = colour_head(widths[0] + in_channels, output)
 
     def forward(self, x: torch.Tensor, vector: torch.Tensor | None = None) -> torch.Tensor:
         skips = []
@@ -61,5 +78,7 @@ class SkipCAE(nn.Module):
             h = self.fusion(h, vector)
         for up, skip in zip(self.up, reversed(skips)):
             h = torch.cat([up(h, skip.shape[-2:]), skip], dim=1)
+        if self.to_full is None:  # a reduced-resolution output (bins)
+            return self.head(h)
         h = self.to_full(h, x.shape[-2:])
         return self.head(torch.cat([h, x], dim=1))

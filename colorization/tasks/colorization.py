@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from colorization.color import AB_SCALE, gray_rgb, rgb_to_lab_norm
-from colorization.losses import get_loss
+from colorization import ab_bins
+from colorization.color import AB_SCALE, gray_rgb
+from colorization.losses import colorfulness_shortfall, get_loss
 from colorization.metrics import AbAuC, AbR2, Colorfulness, ColorfulnessGap, DeltaE2000
-from colorization.outputs import output_space
+from colorization.outputs import TEMPERATURE, BinsSpace, output_space, upsample
 from colorization.tasks.base import ConfiguredModule, OptimizerFactory, SchedulerFactory
+
+log = logging.getLogger(__name__)
 
 
 def rgb_metrics(prefix: str) -> MetricCollection:
@@ -37,9 +43,25 @@ class ColorizationModule(ConfiguredModule):
     Args:
         net: ``(B, 1, H, W)`` L in [-1, 1] -> ``(B, 2, H, W)`` ab in [-1, 1] (``output=ab``)
             or ``(B, 3, H, W)`` sRGB in [0, 1] (``output=rgb``).
-        output: ``ab`` (Lab chroma, the default) or ``rgb``; must match the net's.
+        output: ``ab`` (Lab chroma, the default), ``rgb``, or ``bins`` (classification over
+            quantised ab, Zhang et al. 2016: :mod:`colorization.ab_bins`; nets with
+            ``supports_bins``: skip_cae, fusion, unet); must match the net's.
         loss: ``l1``, ``mse`` or ``huber``, on the output (normalised ab, or RGB: seed
-            000's MAE on colour is ``output=rgb loss=l1``).
+            000's MAE on colour is ``output=rgb loss=l1``); with ``bins``, on the regression
+            ab the net predicts beside the bins.
+        temperature, mix: decoding of ``bins`` (:class:`~colorization.outputs.BinsSpace`):
+            annealed-mean temperature, and the share of the regression ab in the colour.
+        rebalance_lambda: ``bins`` class rebalancing (Zhang's lambda: 1 = none, 0.5 = Zhang's),
+            from the training split's bin distribution, measured at fit start on
+            ``rebalance_batches`` batches and stored in the checkpoint (buffer ``bin_weights``).
+        regression_weight: weight of the regression loss beside the bins' cross-entropy.
+        colorfulness_weight: weight of the colourfulness objective
+            (:func:`~colorization.losses.colorfulness_shortfall`: how far each prediction's
+            colourfulness falls short of its truth's); 0 disables it.
+        freeze_epochs, encoder_lr_scale: for nets with a pretrained encoder
+            (``freeze_encoder``): the encoder is frozen (no gradient, BatchNorm in eval mode) for
+            the first ``freeze_epochs`` epochs, then trained at ``encoder_lr_scale`` times the
+            learning rate of the rest.
         optimizer, scheduler, monitor: see :class:`ConfiguredModule`.
         grid_images: how many validation photos the image grid shows.
         channels_last: run the net in channels-last memory layout (faster convolutions on
@@ -68,14 +90,36 @@ class ColorizationModule(ConfiguredModule):
         grid_images: int = 8,
         channels_last: bool = False,
         compile: bool = False,
+        temperature: float = TEMPERATURE,
+        mix: float = 0.0,
+        rebalance_lambda: float = 0.5,
+        rebalance_batches: int = 64,
+        regression_weight: float = 1.0,
+        colorfulness_weight: float = 0.0,
+        freeze_epochs: int = 0,
+        encoder_lr_scale: float = 1.0,
     ) -> None:
         super().__init__(optimizer, scheduler, monitor)
         # modules and callables stay out of hparams: checkpoints must load with weights_only=True
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", *self.modules_in_args], logger=False)
-        self.space = output_space(output)
+        self.space = output_space(output, temperature, mix)
         self.output = self.space.name
+        if self.space.stride > 1 and not getattr(net, "supports_bins", False):
+            raise ValueError(
+                f"model.output={output}: {type(net).__name__} cannot predict bins; "
+                "use model=skip_cae, model=fusion or model=unet, or model.output=ab"
+            )
+        weights = min(colorfulness_weight, regression_weight)
+        if not 0.0 <= rebalance_lambda <= 1.0 or rebalance_batches < 1 or weights < 0:
+            raise ValueError("model.rebalance_lambda must be in [0, 1], rebalance_batches >= 1, weights >= 0")
+        if freeze_epochs < 0 or encoder_lr_scale < 0:
+            raise ValueError("model.freeze_epochs and model.encoder_lr_scale must be >= 0")
         self.net = net
         self.criterion = get_loss(loss)
+        if isinstance(self.space, BinsSpace):  # class weights of the training split, in the checkpoint
+            self.register_buffer("bin_weights", torch.ones(self.space.bins))
+            self.register_buffer("bin_prior", torch.full((self.space.bins,), 1.0 / self.space.bins))
+            self.register_buffer("bin_prior_ready", torch.tensor(False))
         self.metrics = nn.ModuleDict({stage: rgb_metrics(f"{stage}/") for stage in ("val", "test")})
         self.ab_l1 = nn.ModuleDict({stage: MeanAbsoluteError() for stage in ("val", "test")})
         #: val/loss after each training epoch, for "did it learn?" summaries
@@ -113,13 +157,81 @@ class ColorizationModule(ConfiguredModule):
     def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """-> (loss, prediction in the output space, extra values to log). Subclasses change this."""
         pred = self(self.network_input(batch))
-        return self.criterion(pred, self.target(batch)), pred, {}
+        extra: dict[str, torch.Tensor] = {}
+        if isinstance(self.space, BinsSpace):
+            loss = self.bins_loss(pred, batch, extra)
+        else:
+            loss = self.criterion(pred, self.target(batch))
+        if self.hparams.get("colorfulness_weight"):
+            shortfall = colorfulness_shortfall(self.to_rgb(batch["L"], pred), batch["rgb"])
+            extra["colorfulness_shortfall"] = shortfall.detach()
+            loss = loss + self.hparams.colorfulness_weight * shortfall
+        return loss, pred, extra
+
+    def bins_loss(self, pred: torch.Tensor, batch: dict[str, torch.Tensor], extra: dict) -> torch.Tensor:
+        """Rebalanced cross-entropy on soft-encoded bins at the prediction's resolution, plus the
+        regression loss on the regression ab (upsampled to full size)."""
+        space = self.space
+        ab_small = F.avg_pool2d(batch["ab"], space.stride, ceil_mode=True)
+        targets = ab_bins.soft_encode(ab_small, ab_bins.bin_centres().to(pred.device))
+        ce = ab_bins.rebalanced_cross_entropy(space.logits(pred), targets, self.bin_weights)
+        regression = upsample(space.regression(pred), space.stride, batch["ab"].shape[-2:])
+        reg = self.criterion(regression, batch["ab"])
+        extra.update(cross_entropy=ce.detach(), regression=reg.detach())
+        return ce + self.hparams.get("regression_weight", 1.0) * reg
+
+    @torch.no_grad()
+    def measure_bin_prior(self, datamodule) -> None:
+        """The training split's ab-bin distribution (soft-encoded, at the prediction's
+        resolution) over ``rebalance_batches`` batches of training crops drawn at random
+        (seeded) -> smoothed
+        prior and rebalancing weights, kept in buffers (so in checkpoints; a resumed run
+        keeps them)."""
+        centres = ab_bins.bin_centres().to(self.device)
+        counts = torch.zeros(self.space.bins, device=self.device, dtype=torch.float64)
+        crops = self.hparams.get("rebalance_batches", 64) * datamodule.batch_size
+        for raw in datamodule.sample_loader("train", crops):
+            batch = datamodule.device_batch(raw, self.device)
+            ab_small = F.avg_pool2d(batch["ab"], self.space.stride, ceil_mode=True)
+            counts += ab_bins.soft_encode(ab_small, centres).sum(dim=(0, 2, 3)).double()
+        prior = ab_bins.smoothed_prior(counts.cpu(), centres.cpu())
+        self.bin_prior.copy_(prior)
+        self.bin_weights.copy_(ab_bins.rebalance_weights(prior, self.hparams.get("rebalance_lambda", 0.5)))
+        self.bin_prior_ready.fill_(True)
+        w = self.bin_weights
+        log.info("bins: prior from %d pixels; weights %.2f .. %.2f", int(counts.sum()), w.min(), w.max())
 
     def inference_spec(self) -> dict[str, object]:
         """What ``colorize`` needs to run the net alone, written into every checkpoint
-        (``checkpoint["inference"]``): the output space, and whether the net samples (a VAE).
-        A new task or output head says it here; no inference file changes."""
-        return {"output": self.output, "samples": False}
+        (``checkpoint["inference"]``): the output space, whether the net samples (a VAE), and
+        the decoding of ``bins``. A new task or output head says it here; no inference file changes."""
+        spec: dict[str, object] = {"output": self.output, "samples": False}
+        if isinstance(self.space, BinsSpace):
+            spec.update(temperature=float(self.space.temperature), mix=float(self.space.mix))
+        return spec
+
+    def configure_optimizers(self):
+        """As :class:`ConfiguredModule`, with a pretrained encoder (``encoder_parameters``) in
+        its own parameter group at ``encoder_lr_scale`` times the learning rate."""
+        encoder = getattr(self.net, "encoder_parameters", None)
+        if encoder is None or self.optimizer_factory is None:
+            return super().configure_optimizers()
+        encoder_params = encoder()
+        ids = {id(p) for p in encoder_params}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        optimizer = self.optimizer_factory(params=[{"params": rest}, {"params": encoder_params}])
+        optimizer.param_groups[1]["lr"] = optimizer.param_groups[0]["lr"] * self.hparams.get("encoder_lr_scale", 1.0)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"},
+        }
+
+    def on_train_epoch_start(self) -> None:
+        if hasattr(self.net, "freeze_encoder"):
+            self.net.freeze_encoder(self.current_epoch < self.hparams.get("freeze_epochs", 0))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -128,6 +240,8 @@ class ColorizationModule(ConfiguredModule):
     def on_fit_start(self) -> None:
         if hasattr(self.net, "fit_batch"):
             self.fit_closed_form(self.trainer.datamodule)
+        if isinstance(self.space, BinsSpace) and not bool(self.bin_prior_ready):
+            self.measure_bin_prior(self.trainer.datamodule)
 
     @torch.no_grad()
     def fit_closed_form(self, datamodule) -> None:
@@ -160,7 +274,7 @@ class ColorizationModule(ConfiguredModule):
         rgb_pred = self.to_rgb(l_norm, pred)
         self.metrics[stage].update(rgb_pred, batch["rgb"])
         self.log_dict(self.metrics[stage], batch_size=n)
-        ab_pred = pred if self.output == "ab" else rgb_to_lab_norm(rgb_pred)[1]  # the ab of what is shown
+        ab_pred = self.space.to_ab(pred, l_norm.shape[-2:]).contiguous()  # the ab of what is shown
         self.ab_l1[stage].update(ab_pred * AB_SCALE, batch["ab"] * AB_SCALE)
         self.log(f"{stage}/ab_l1", self.ab_l1[stage], batch_size=n)
         if batch_idx != 0:
