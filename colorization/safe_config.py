@@ -73,6 +73,7 @@ REGISTRY: dict[str, Kind] = {
             **_targets("colorization.models.fusion", "FusionColorizer", alias="colorization.models"),
             **_targets("colorization.models.linear_ae", "LinearAE", "LinearVAE", alias="colorization.models"),
             **_targets("colorization.models.skip_cae", "SkipCAE", alias="colorization.models"),
+            **_targets("colorization.models.unet", "EffNetUNet", alias="colorization.models"),
             **_targets("colorization.models.vae", "ConditionalVAE", alias="colorization.models"),
         }
     ),

