@@ -54,6 +54,12 @@ def test_every_model_checkpoint_loads_with_weights_only(compose_cfg, tmp_path, o
 def experiment_overrides(option: str, photo_dir) -> list[str]:
     if option in ("alpha", "skip_cae_landscapes") and not SHARED_DATA.is_dir():
         return [f"data.root={photo_dir}", "data.fractions=[0.6,0.2,0.2]"]
+    if option in ("natural_photos", "natural_photos_gpu", "study_rebalance", "study_pretrained"):
+        # the wiring, on a few photos (the recipe's 6,850 take a minute to scan; its own script
+        # and the benchmark run it); the GPU variant on the CPU
+        small = ["data.image_size=64", "model.rebalance_batches=2", "data.fractions=[0.6,0.2,0.2]"]
+        gpu = ["trainer.accelerator=cpu", "trainer.precision=32-true"] if option.endswith("gpu") else []
+        return [f"data.root=[{photo_dir}]", *small, *gpu]
     if option == "beta":  # torchvision CIFAR-10 cannot be downloaded here: its offline override
         root = SHARED_DATA / "cifar10" / "test" if SHARED_DATA.is_dir() else photo_dir
         return ["data=folder", f"data.root={root}", "data.image_size=32", "data.fractions=[0.6,0.2,0.2]"]
