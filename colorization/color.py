@@ -189,19 +189,21 @@ def gray_rgb(l_norm: torch.Tensor) -> torch.Tensor:
     return lab_norm_to_rgb(l_norm, torch.zeros_like(l_norm).expand(-1, 2, -1, -1))
 
 
-def colorfulness_batch(rgb: torch.Tensor) -> torch.Tensor:
+def colorfulness_batch(rgb: torch.Tensor, dtype: torch.dtype = torch.float64, eps: float = 0.0) -> torch.Tensor:
     """Hasler & Suesstrunk (2003) colourfulness M3 of each image of (B, 3, H, W) sRGB in
     [0, 1], scored on the 0..255 scale -> (B,).
 
     ``rg = R - G``, ``yb = (R + G) / 2 - B`` (signed opponent channels);
     ``M3 = sqrt(std_rg^2 + std_yb^2) + 0.3 * sqrt(mean_rg^2 + mean_yb^2)``.
     A gray image scores 0; the authors call < 15 "not colourful", > 45 "quite colourful".
+    ``dtype``: float64 for metrics; ``eps`` > 0 inside the square roots keeps the gradient
+    finite at gray (the colourfulness objective, :func:`colorization.losses.colorfulness_shortfall`).
     """
-    x = rgb.double() * 255
+    x = rgb.to(dtype) * 255
     rg = x[:, 0] - x[:, 1]
     yb = 0.5 * (x[:, 0] + x[:, 1]) - x[:, 2]
-    sigma = torch.sqrt(rg.flatten(1).var(1, correction=0) + yb.flatten(1).var(1, correction=0))
-    mu = torch.sqrt(rg.flatten(1).mean(1) ** 2 + yb.flatten(1).mean(1) ** 2)
+    sigma = torch.sqrt(rg.flatten(1).var(1, correction=0) + yb.flatten(1).var(1, correction=0) + eps)
+    mu = torch.sqrt(rg.flatten(1).mean(1) ** 2 + yb.flatten(1).mean(1) ** 2 + eps)
     return sigma + 0.3 * mu
 
 

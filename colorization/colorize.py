@@ -30,6 +30,7 @@ from colorization.data.images import DEFAULT_MAX_PIXELS
 from colorization.inference.export import SUFFIXES, export
 from colorization.inference.jobs import FORMATS, Summary, colorize
 from colorization.inference.model import MAX_SIZE, ColorizeError
+from colorization.outputs import check_decoding
 from colorization.runtime import Interrupted, signals_interrupt
 
 
@@ -100,10 +101,10 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         parser.error(f"--size must be <= {MAX_SIZE}, got {args.size}")
     if getattr(args, "samples", 0) < 0 or getattr(args, "saturation", 1.0) < 0:
         parser.error("--samples and --saturation must be >= 0")
-    if getattr(args, "temperature", None) is not None and not 0 <= args.temperature <= 100:
-        parser.error(f"--temperature must be in 0..100, got {args.temperature}")
-    if getattr(args, "mix", None) is not None and not 0 <= args.mix <= 1:
-        parser.error(f"--mix must be in 0..1, got {args.mix}")
+    try:
+        check_decoding(getattr(args, "temperature", None) or 0.0, getattr(args, "mix", None) or 0.0)
+    except ValueError as error:
+        parser.error(f"--temperature / --mix: {error}")
     if not 1 <= getattr(args, "quality", 95) <= 100:
         parser.error("--quality must be in 1..100")
 

@@ -56,6 +56,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         datamodule = hydra.utils.instantiate(cfg.data)
     elif not cfg.get("ckpt_path"):
         raise DataSourceError("no data: give data=<source> (e.g. data=sample, or data=folder data.root=DIR)")
+    if cfg.get("temperature") is not None or cfg.get("mix") is not None:
+        if not isinstance(model, ColorizationModule) or model.output != "bins":
+            raise EvaluationError("temperature= and mix= apply to bins models (model.output=bins) only")
+        try:
+            model.set_decoding(cfg.get("temperature"), cfg.get("mix"))
+        except ValueError as error:
+            raise EvaluationError(str(error)) from None
     stored = checkpoint["colorization_config"] if cfg.get("ckpt_path") else {}
     check_model_fits_data(stored.get("model") or cfg.get("model"), cfg.get("data") or stored.get("data"))
     trainer_kwargs = dict(logger=False, enable_checkpointing=False, enable_model_summary=False, callbacks=[])

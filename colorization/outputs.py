@@ -85,11 +85,15 @@ class BinsSpace(OutputSpace):
         """The regression ab at the prediction's resolution, in [-1, 1]."""
         return torch.tanh(pred[:, self.bins :])
 
-    def to_ab(self, pred: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    def decode(self, pred: torch.Tensor) -> torch.Tensor:
+        """The colour at the prediction's own (1/4) resolution, normalised ab."""
         ab = ab_bins.annealed_mean(self.logits(pred), ab_bins.bin_centres(), self.temperature)
         if self.mix > 0:
             ab = (1 - self.mix) * ab + self.mix * self.regression(pred)
-        return upsample(ab, self.stride, size)
+        return ab
+
+    def to_ab(self, pred: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        return upsample(self.decode(pred), self.stride, size)
 
 
 def upsample(x: torch.Tensor, stride: int, size: tuple[int, int] | None) -> torch.Tensor:
@@ -109,6 +113,15 @@ OUTPUTS = {
 }
 
 
+def check_decoding(temperature: float, mix: float) -> None:
+    """The decodings of ``bins`` this version reads (config, checkpoint, command line): a
+    temperature of 0 (the mode) or in [0.001, 100] (smaller ones overflow float32), a mix in [0, 1]."""
+    if not (temperature == 0 or 1e-3 <= temperature <= 100):
+        raise ValueError(f"the bins temperature must be 0 (the mode) or in 0.001..100, got {temperature}")
+    if not 0.0 <= mix <= 1.0:
+        raise ValueError(f"the bins mix must be in 0..1, got {mix}")
+
+
 def output_space(name: str, temperature: float | None = None, mix: float | None = None) -> OutputSpace:
     """The output space called ``name``; a clear error for any other. ``temperature`` and
     ``mix`` set the decoding of ``bins`` (ignored by the others)."""
@@ -118,7 +131,6 @@ def output_space(name: str, temperature: float | None = None, mix: float | None 
     if isinstance(space, BinsSpace) and (temperature is not None or mix is not None):
         temperature = space.temperature if temperature is None else float(temperature)
         mix = space.mix if mix is None else float(mix)
-        if not (temperature >= 0 and 0.0 <= mix <= 1.0):
-            raise ValueError(f"bins decoding needs temperature >= 0 and mix in [0, 1], got {temperature}, {mix}")
+        check_decoding(temperature, mix)
         space = BinsSpace(space.name, space.channels, space.activation, space.stride, temperature, mix)
     return space

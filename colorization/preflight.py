@@ -177,6 +177,31 @@ def check_values(cfg: Mapping, training: bool = True) -> None:
             _need(ok(trainer[key]), f"trainer.{key}", trainer[key], what)
     if "seed" in cfg:
         _need(cfg["seed"] is None or _is_int(cfg["seed"]), "seed", cfg["seed"], "an integer")
+    if training:
+        check_schedule(cfg)
+    for key in ("temperature", "mix"):  # eval.py: decoding of a bins model
+        if cfg.get(key) is not None:
+            _need(_is_number(cfg[key]), key, cfg[key], "a number")
+
+
+def check_schedule(cfg: Mapping) -> None:
+    """Combinations that would train wrongly without an error: a cosine schedule over a
+    run without an epoch count (its period would be -1: the learning rate jumps between its
+    maximum and minimum every epoch), and a frozen encoder under DDP (DDP expects a gradient
+    for every parameter it was built with)."""
+    scheduler, trainer, model = cfg.get("scheduler") or {}, cfg.get("trainer") or {}, cfg.get("model") or {}
+    if "T_max" in scheduler:
+        t_max = scheduler["T_max"]
+        _need(_is_int(t_max) and t_max >= 1, "scheduler.T_max", t_max,
+              "an epoch count >= 1: scheduler=cosine decays over trainer.max_epochs; with a step budget "
+              "(trainer.max_epochs=-1) use scheduler=none or set scheduler.T_max")  # fmt: skip
+    strategy = str(trainer.get("strategy") or "")
+    if (model.get("freeze_epochs") or 0) > 0 and strategy in ("ddp", "ddp_spawn"):
+        raise ConfigError(
+            f"model.freeze_epochs={model['freeze_epochs']} with trainer.strategy={strategy}: DDP needs a gradient "
+            f"for every parameter at every step; use trainer.strategy={strategy}_find_unused_parameters_true, "
+            "or model.freeze_epochs=0"
+        )
 
 
 def resolve_ckpt_path(cfg: Mapping, run_dir: str | Path) -> str | None:

@@ -263,3 +263,43 @@ def test_a_bins_unet_exports_as_a_torch_export_program(bins_checkpoint, tmp_path
     l_norm = torch.rand(3, 1, 64, 64) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(program(l_norm), colorizer(l_norm), atol=1e-5)
+
+
+def test_eval_scores_a_bins_model_at_another_decoding(bins_checkpoint, tmp_path):
+    from colorization.compose import compose_config
+    from colorization.evaluate import EvaluationError, evaluate
+
+    def score(*overrides):
+        cfg = compose_config("eval", [f"ckpt_path={bins_checkpoint}", "fid=false", *overrides], tmp_path / "e")
+        return evaluate(cfg)
+
+    default, vivid = score(), score("temperature=0.05", "mix=0.0")
+    assert default["colorfulness"] != pytest.approx(vivid["colorfulness"])
+    with pytest.raises(EvaluationError, match="temperature"):
+        score("mix=1.5")
+
+
+def test_a_checkpoint_whose_output_does_not_fit_its_net_is_one_line(tmp_path, capsys):
+    from colorization.colorize import main
+
+    ckpt = tiny_checkpoint(tmp_path / "run", *TINY[-2:])  # a skip_cae predicting ab
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    checkpoint["inference"] = {"output": "bins", "samples": False, "temperature": 0.38, "mix": 0.0}
+    forged = tmp_path / "forged.ckpt"
+    torch.save(checkpoint, forged)
+    photo = _photo(tmp_path / "coffee.png")
+    assert main([str(photo), "--ckpt", str(forged), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "forged.ckpt" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "coffee.png").exists()
+
+
+def test_schedules_that_would_train_wrongly_are_refused_before_training(compose_cfg):
+    from colorization.preflight import ConfigError, check_values
+
+    with pytest.raises(ConfigError, match="scheduler.T_max .*scheduler=none"):
+        check_values(compose_cfg("trainer.max_epochs=-1", "+trainer.max_steps=10"))
+    check_values(compose_cfg("trainer.max_epochs=-1", "+trainer.max_steps=10", "scheduler=none"))
+    with pytest.raises(ConfigError, match="freeze_epochs=1 with trainer.strategy=ddp_spawn.*find_unused"):
+        check_values(compose_cfg("model=unet", "trainer=ddp_sim"))
+    check_values(compose_cfg("model=unet", "trainer=ddp_sim", "model.freeze_epochs=0"))

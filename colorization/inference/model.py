@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from colorization.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, net_from_checkpoint
-from colorization.outputs import OUTPUTS, output_space
+from colorization.outputs import OUTPUTS, TEMPERATURE, check_decoding, output_space
 
 #: the largest working size (px) a checkpoint or --size may ask for
 MAX_SIZE = 16384
@@ -77,10 +77,12 @@ def _inference_spec(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
     spec = checkpoint.get("inference")
     if not isinstance(spec, dict):
         return None
-    decoding_ok = all(
-        isinstance(spec.get(key, 0.0), float) and 0.0 <= spec.get(key, 0.0) <= limit
-        for key, limit in (("temperature", 100.0), ("mix", 1.0))
-    )
+    temperature, mix = spec.get("temperature", TEMPERATURE), spec.get("mix", 0.0)
+    try:
+        decoding_ok = isinstance(temperature, float) and isinstance(mix, float)
+        check_decoding(temperature, mix) if decoding_ok else None
+    except ValueError:
+        decoding_ok = False
     if spec.get("output") not in OUTPUTS or not isinstance(spec.get("samples"), bool) or not decoding_ok:
         raise ColorizeError(f"the checkpoint's inference description is not one this version reads: {spec!r:.120}")
     return spec
@@ -106,6 +108,13 @@ def load_colorizer(ckpt: str | Path, device: torch.device) -> tuple[Colorizer, i
     try:
         checkpoint = load_checkpoint(ckpt)
         colorizer = colorizer_from_checkpoint(checkpoint)
+        with torch.no_grad():  # the network and its stored output description agree (both are untrusted)
+            probe = colorizer.eval()(torch.zeros(1, 1, 32, 32))
+        if probe.shape != (1, 2, 32, 32) or not bool(torch.isfinite(probe).all()):
+            raise ColorizeError(
+                f"{ckpt}: its network and its stored output ({colorizer.output}) do not fit: a gray 32 px input "
+                f"gives {tuple(probe.shape)} instead of ab (1, 2, 32, 32)"
+            )
     except (CheckpointError, ColorizeError) as error:
         raise ColorizeError(str(error)) from None
     except Exception as error:  # noqa: BLE001 - a config or weights that do not fit the code

@@ -20,7 +20,7 @@ ResNet U-Net, DDColor's ConvNeXt encoder make the same bet).
   mode (``model.freeze_epochs`` of :class:`~colorization.tasks.ColorizationModule` drives it).
 
     python train.py model=unet                           # pretrained encoder
-    python train.py model=unet model.net.pretrained=false  # random init, the ablation
+    python train.py model=unet_scratch                   # random init, not frozen: the ablation
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from torchmetrics import MeanAbsoluteError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from colorization import ab_bins
-from colorization.color import AB_SCALE, gray_rgb
+from colorization.color import AB_SCALE, gray_rgb, rgb_to_lab_norm
 from colorization.losses import colorfulness_shortfall, get_loss
 from colorization.metrics import AbAuC, AbR2, Colorfulness, ColorfulnessGap, DeltaE2000
 from colorization.outputs import TEMPERATURE, BinsSpace, output_space, upsample
@@ -188,18 +188,26 @@ class ColorizationModule(ConfiguredModule):
         prior and rebalancing weights, kept in buffers (so in checkpoints; a resumed run
         keeps them)."""
         centres = ab_bins.bin_centres().to(self.device)
-        counts = torch.zeros(self.space.bins, device=self.device, dtype=torch.float64)
+        counts = torch.zeros(self.space.bins, dtype=torch.float64)  # on the CPU: MPS has no float64
         crops = self.hparams.get("rebalance_batches", 64) * datamodule.batch_size
         for raw in datamodule.sample_loader("train", crops):
             batch = datamodule.device_batch(raw, self.device)
             ab_small = F.avg_pool2d(batch["ab"], self.space.stride, ceil_mode=True)
-            counts += ab_bins.soft_encode(ab_small, centres).sum(dim=(0, 2, 3)).double()
-        prior = ab_bins.smoothed_prior(counts.cpu(), centres.cpu())
-        self.bin_prior.copy_(prior)
-        self.bin_weights.copy_(ab_bins.rebalance_weights(prior, self.hparams.get("rebalance_lambda", 0.5)))
+            counts += ab_bins.soft_encode(ab_small, centres).sum(dim=(0, 2, 3)).cpu().double()
+        prior = ab_bins.smoothed_prior(counts, centres.cpu())
+        self.bin_prior.copy_(prior.to(self.bin_prior.device))
+        weights = ab_bins.rebalance_weights(prior, self.hparams.get("rebalance_lambda", 0.5))
+        self.bin_weights.copy_(weights.to(self.bin_weights.device))
         self.bin_prior_ready.fill_(True)
         w = self.bin_weights
         log.info("bins: prior from %d pixels; weights %.2f .. %.2f", int(counts.sum()), w.min(), w.max())
+
+    def set_decoding(self, temperature: float | None = None, mix: float | None = None) -> None:
+        """Decode ``bins`` at another temperature / mix (``None``: keep); later checkpoints store it."""
+        temperature = self.space.temperature if temperature is None else float(temperature)
+        mix = self.space.mix if mix is None else float(mix)
+        self.space = output_space(self.output, temperature, mix)
+        self.hparams.temperature, self.hparams.mix = temperature, mix
 
     def inference_spec(self) -> dict[str, object]:
         """What ``colorize`` needs to run the net alone, written into every checkpoint
@@ -274,7 +282,10 @@ class ColorizationModule(ConfiguredModule):
         rgb_pred = self.to_rgb(l_norm, pred)
         self.metrics[stage].update(rgb_pred, batch["rgb"])
         self.log_dict(self.metrics[stage], batch_size=n)
-        ab_pred = self.space.to_ab(pred, l_norm.shape[-2:]).contiguous()  # the ab of what is shown
+        if self.output in ("ab", "bins"):
+            ab_pred = self.space.to_ab(pred, l_norm.shape[-2:]).contiguous()
+        else:  # the ab of what is shown (rgb; lab: with its repaired L)
+            ab_pred = rgb_to_lab_norm(rgb_pred)[1]
         self.ab_l1[stage].update(ab_pred * AB_SCALE, batch["ab"] * AB_SCALE)
         self.log(f"{stage}/ab_l1", self.ab_l1[stage], batch_size=n)
         if batch_idx != 0:

@@ -30,6 +30,8 @@ class VAEColorizationModule(ColorizationModule):
 
     def __init__(self, *args, kl_weight: float = 1e-3, kl_anneal_steps: int = 0, samples: int = 3, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.hparams.get("colorfulness_weight"):
+            raise ValueError("model.colorfulness_weight: the VAE's ELBO has no colourfulness term; set it to 0")
         self.kl_weight, self.kl_anneal_steps, self.samples = kl_weight, kl_anneal_steps, samples
 
     def inference_spec(self) -> dict[str, object]:
