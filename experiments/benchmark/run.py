@@ -3,6 +3,7 @@ the same held-out photos; one markdown table and one figure grid.
 
     python experiments/benchmark/run.py --quick                     # bundled photos, minutes
     python experiments/benchmark/run.py --root DIR --steps 3000     # any photo folder
+    python experiments/benchmark/run.py --full                      # cross-domain: cross_domain.py
 
 Writes ``results.md`` (all metrics, parameters, training time) and ``grid.png`` (rows: test
 photos; columns: gray | each model | truth) into ``--out``.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -51,6 +53,7 @@ def train_model(name: str, args: argparse.Namespace, out: Path) -> tuple[Path, f
         *data_overrides(args),
         f"+trainer.max_steps={args.steps}",
         "trainer.max_epochs=-1",
+        "scheduler=none",  # a step budget: the epoch-based cosine decay would need max_epochs
         "trainer.accelerator=cpu" if args.cpu else "trainer.accelerator=auto",
         "callbacks.progress_bar=null",
         "callbacks.early_stopping=null",
@@ -98,6 +101,10 @@ def table(rows: dict[str, dict], args: argparse.Namespace) -> str:
 
 
 def main() -> None:
+    if {"--full", "--tune-decoding"} & set(sys.argv[1:]):  # the cross-domain benchmark (cross_domain.py)
+        from cross_domain import main as cross_domain
+
+        return cross_domain()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="bundled photos, 96 px, 120 steps")
     parser.add_argument("--root", default=None, help="a folder of photos (default: the bundled sample photos)")
