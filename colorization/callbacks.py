@@ -121,7 +121,7 @@ class LastCheckpoint(Checkpoint):
         if trainer.fast_dev_run or trainer.sanity_checking:  # debug=fdr writes no checkpoints
             return
         tmp = self.dirpath / f".last.ckpt.{trainer.global_step}.tmp"
-        trainer.save_checkpoint(tmp)  # rank 0 writes, all ranks wait
+        trainer.save_checkpoint(tmp, weights_only=False)  # the full training state; rank 0 writes, all wait
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
         self._saved_step = trainer.global_step
