@@ -371,7 +371,8 @@ def test_non_square_photos_keep_their_size_and_aspect_in_one_batch(ckpt, photos,
         Image.fromarray(photos["coffee"]).resize(size).save(tmp_path / f"{name}.png")
     inputs = [str(tmp_path / f"{name}.png") for name in sizes]
     assert main([*inputs, "--ckpt", str(ckpt), "-o", str(tmp_path / "out"), "--batch-size", "3"]) == 0
-    assert seen[1:] == [(2, 1, 32, 64), (1, 1, 96, 32)]  # seen[0]: check_size's square
+    # seen[0]: the loader's 32 px probe, seen[1]: check_size's square
+    assert seen[2:] == [(2, 1, 32, 64), (1, 1, 96, 32)]
     for name, size in sizes.items():
         with Image.open(tmp_path / "out" / f"{name}.png") as image:
             assert image.size == size

@@ -275,7 +275,7 @@ def test_eval_scores_a_bins_model_at_another_decoding(bins_checkpoint, tmp_path)
 
     default, vivid = score(), score("temperature=0.05", "mix=0.0")
     assert default["colorfulness"] != pytest.approx(vivid["colorfulness"])
-    with pytest.raises(EvaluationError, match="temperature"):
+    with pytest.raises(EvaluationError, match="mix must be in 0..1"):
         score("mix=1.5")
 
 

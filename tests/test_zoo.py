@@ -54,22 +54,40 @@ def test_every_model_checkpoint_loads_with_weights_only(compose_cfg, tmp_path, o
 def experiment_overrides(option: str, photo_dir) -> list[str]:
     if option in ("alpha", "skip_cae_landscapes") and not SHARED_DATA.is_dir():
         return [f"data.root={photo_dir}", "data.fractions=[0.6,0.2,0.2]"]
-    if option in ("natural_photos", "natural_photos_gpu", "study_rebalance", "study_pretrained"):
-        # the wiring, on a few photos (the recipe's 6,850 take a minute to scan; its own script
-        # and the benchmark run it); the GPU variant on the CPU
-        small = ["data.image_size=64", "model.rebalance_batches=2", "data.fractions=[0.6,0.2,0.2]"]
-        gpu = ["trainer.accelerator=cpu", "trainer.precision=32-true"] if option.endswith("gpu") else []
-        return [f"data.root=[{photo_dir}]", *small, *gpu]
+    if option == "natural_photos":  # the wiring, on a few photos (the recipe's 6,854 take a minute to scan)
+        return [f"data.root=[{photo_dir}]", "data.image_size=64", "model.rebalance_batches=2"]
     if option == "beta":  # torchvision CIFAR-10 cannot be downloaded here: its offline override
         root = SHARED_DATA / "cifar10" / "test" if SHARED_DATA.is_dir() else photo_dir
         return ["data=folder", f"data.root={root}", "data.image_size=32", "data.fractions=[0.6,0.2,0.2]"]
     return []
 
 
-@pytest.mark.parametrize("option", options("experiment"))
+#: variants of experiment=natural_photos: the same data and model, composed (not trained) below
+RECIPE_VARIANTS = ("natural_photos_gpu", "study_rebalance", "study_pretrained")
+
+
+@pytest.mark.parametrize("option", [o for o in options("experiment") if o not in RECIPE_VARIANTS])
 def test_every_experiment_passes_a_fast_dev_run(compose_cfg, photo_dir, option):
     cfg = compose_cfg(f"experiment={option}", "debug=fdr", *experiment_overrides(option, photo_dir))
     assert np.isfinite(train(cfg)["val/loss"])
+
+
+def test_the_recipe_variants_compose_on_the_recipe(compose_cfg):
+    from hydra.core.hydra_config import HydraConfig
+
+    recipe = compose_cfg("experiment=natural_photos")
+    assert recipe.model.output == "bins" and recipe.model.net._target_.endswith("EffNetUNet")
+    assert len(recipe.data.root) == 3 and recipe.model.rebalance_lambda == 0.5
+    gpu = compose_cfg("experiment=natural_photos_gpu")
+    assert (
+        gpu.trainer.accelerator == "gpu"
+        and gpu.data.image_size == 224
+        and list(gpu.data.root) == list(recipe.data.root)
+    )
+    compose_cfg("experiment=study_rebalance")
+    assert HydraConfig.get().sweeper.params["model.rebalance_lambda"] == "1.0,0.5"
+    compose_cfg("experiment=study_pretrained")
+    assert HydraConfig.get().sweeper.params["model"] == "unet,unet_scratch"
 
 
 def test_beta_without_cifar10_names_the_overrides_that_run_it(compose_cfg, tmp_path):
