@@ -153,8 +153,8 @@ def lab_to_rgb(lab: torch.Tensor, clip: bool = True) -> torch.Tensor:
     f[..., 2:, :, :].clamp_(min=0.0)  # as Kornia: fz only
     xyz = torch.where(f > 0.2068966, f * f * f, (f - 4.0 / 29.0) / 7.787)
     linear = _apply("xyz_white_to_rgb", xyz)
-    rgb = torch.where(
-        linear > 0.0031308, _power(linear.clamp(min=0.0031308), 1 / 2.4).mul_(1.055).sub_(0.055), 12.92 * linear
+    rgb = torch.where(  # out of place: losses on the RGB (colourfulness) backpropagate through it
+        linear > 0.0031308, _power(linear.clamp(min=0.0031308), 1 / 2.4) * 1.055 - 0.055, 12.92 * linear
     )
     return rgb.clamp(0.0, 1.0) if clip else rgb
 

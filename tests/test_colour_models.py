@@ -303,3 +303,17 @@ def test_schedules_that_would_train_wrongly_are_refused_before_training(compose_
     with pytest.raises(ConfigError, match="freeze_epochs=1 with trainer.strategy=ddp_spawn.*find_unused"):
         check_values(compose_cfg("model=unet", "trainer=ddp_sim"))
     check_values(compose_cfg("model=unet", "trainer=ddp_sim", "model.freeze_epochs=0"))
+
+
+@pytest.mark.parametrize("output", ["ab", "bins"])
+def test_the_colourfulness_objective_trains_through_the_task(output):
+    from colorization.tasks import ColorizationModule
+
+    torch.manual_seed(0)
+    net = SkipCAE(width=8, depth=3, output=output)
+    module = ColorizationModule(net, output=output, colorfulness_weight=1.0)
+    batch = real_batch(2, 32)
+    loss, _, extra = module.model_step(batch)
+    loss.backward()  # through Lab -> RGB: no in-place op may break the graph
+    assert "colorfulness_shortfall" in extra and float(extra["colorfulness_shortfall"]) > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
