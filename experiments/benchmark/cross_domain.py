@@ -13,7 +13,8 @@ model | truth), ``tradeoff_<set>.png`` (dE2000 against colourfulness as a share 
 one point per row, the bins heads across decoding temperatures and mixes), and the summaries of
 the two studies (``experiments/rebalance/benchmark_summary.md``,
 ``experiments/pretrained/benchmark_summary.md``). Rows whose
-run folder holds a ``last.ckpt`` are not trained again (delete the folder to retrain).
+run folder holds a finished run (``last.ckpt`` and ``train_seconds.txt``) are not trained again
+(delete the folder to retrain); a run killed part-way is trained again from the start.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -87,8 +89,10 @@ def eval_sets(args: argparse.Namespace) -> dict[str, list[str]]:
 def train_row(name: str, args: argparse.Namespace) -> tuple[Path, float | None]:
     run = args.out / "runs" / slug(name)
     ckpt = run / "checkpoints" / "last.ckpt"
-    if ckpt.is_file():
+    if ckpt.is_file() and (run / "train_seconds.txt").is_file():  # trained to the end before
         return ckpt, None
+    if run.is_dir():  # a run killed part-way (its last.ckpt is mid-training): train it again
+        shutil.rmtree(run)
     fixed = ["+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1"] if name in FIXED else []
     overrides = [
         *fixed,
