@@ -46,7 +46,10 @@ class ConfiguredModule(L.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
             return None  # a baseline with nothing to train
-        optimizer = self.optimizer_factory(params=params)
+        return self.with_scheduler(self.optimizer_factory(params=params))
+
+    def with_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        """``optimizer`` with the configured scheduler (stepped each epoch), as Lightning takes them."""
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)

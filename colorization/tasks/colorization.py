@@ -229,13 +229,7 @@ class ColorizationModule(ConfiguredModule):
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
         optimizer = self.optimizer_factory(params=[{"params": rest}, {"params": encoder_params}])
         optimizer.param_groups[1]["lr"] = optimizer.param_groups[0]["lr"] * self.hparams.get("encoder_lr_scale", 1.0)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"},
-        }
+        return self.with_scheduler(optimizer)
 
     def on_train_epoch_start(self) -> None:
         if hasattr(self.net, "freeze_encoder"):
