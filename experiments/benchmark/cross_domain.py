@@ -68,6 +68,21 @@ COLUMNS = [("psnr", "PSNR"), ("ssim", "SSIM"), ("delta_e", "dE2000"), ("colorful
            ("colorfulness_true", "truth's"), ("share", "share %"), ("fid_effnet_lite0", "FID (EffNet-L0)")]  # fmt: skip
 
 
+def step_budget(steps: int, cpu: bool) -> list[str]:
+    """train.py overrides for a run of exactly ``steps`` steps, quietly, without test or gray
+    comparison (run.py's quick mode uses them too)."""
+    return [
+        f"+trainer.max_steps={steps}",
+        "trainer.max_epochs=-1",
+        "scheduler=none",  # a step budget: the epoch-based cosine decay would need max_epochs
+        "trainer.accelerator=cpu" if cpu else "trainer.accelerator=auto",
+        "callbacks.progress_bar=null",
+        "callbacks.early_stopping=null",
+        "test=false",
+        "compare_gray=false",
+    ]
+
+
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").replace("__", "_")
 
@@ -100,14 +115,7 @@ def train_row(name: str, args: argparse.Namespace) -> tuple[Path, float | None]:
         *ROWS[name],
         f"data.image_size={args.image_size}",
         "data.batch_size=16",
-        f"+trainer.max_steps={args.steps}",
-        "trainer.max_epochs=-1",
-        "scheduler=none",  # a step budget: the epoch-based cosine decay would need max_epochs
-        "trainer.accelerator=cpu" if args.cpu else "trainer.accelerator=auto",
-        "callbacks.progress_bar=null",
-        "callbacks.early_stopping=null",
-        "test=false",
-        "compare_gray=false",
+        *step_budget(args.steps, args.cpu),
     ]
     if name == "recipe":  # the recipe's own data and model, at the benchmark's budget
         overrides = [o for o in overrides if not o.startswith(("data=", "data.root", "data.fractions"))]
@@ -390,7 +398,11 @@ def main(argv: list[str] | None = None) -> None:
     everything = {"rows": rows, "sweeps": sweeps, "memory": memory}
     write_text_atomic(args.out / "results.json", json.dumps(everything, indent=1))
     print(text)
-    budget = f"Equal budget: {args.steps} steps of batch 16 at {args.image_size} px (experiments/benchmark)."
+    budget = (
+        f"Equal budget: {args.steps} steps of batch 16 at {args.image_size} px, Adam 1e-3 without a schedule, on the "
+        f"training split of {' + '.join(TRAIN_ROOTS)} (experiments/benchmark/run.py --full, "
+        f"{time.strftime('%Y-%m-%d')}); scored by eval.py on 160 px centre crops."
+    )
     pairs = {  # experiments/<name>/, beside what `experiments/study.py <name>` writes there
         "rebalance": ("Study: class rebalancing of the bins head",
                             ["unet + bins (no rebalancing, lambda 1)", "unet + bins (lambda 0.5)"]),

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from cross_domain import step_budget
 from torchvision.utils import make_grid
 
 from colorization.checkpoint import load_checkpoint, model_from_checkpoint
@@ -51,15 +52,8 @@ def train_model(name: str, args: argparse.Namespace, out: Path) -> tuple[Path, f
     overrides = [
         f"model={name}",
         *data_overrides(args),
-        f"+trainer.max_steps={args.steps}",
-        "trainer.max_epochs=-1",
-        "scheduler=none",  # a step budget: the epoch-based cosine decay would need max_epochs
-        "trainer.accelerator=cpu" if args.cpu else "trainer.accelerator=auto",
-        "callbacks.progress_bar=null",
-        "callbacks.early_stopping=null",
+        *step_budget(args.steps, args.cpu),
         "logger=csv",
-        "test=false",
-        "compare_gray=false",
     ]
     start = time.perf_counter()
     train(compose_config("train", overrides, out / "runs" / name))
