@@ -120,28 +120,47 @@ def check_photo_folder(data: Mapping) -> None:
     (:func:`colorization.data.scan.split_by_photo`)."""
     source = data.get("source")
     target = source.get("_target_", "") if isinstance(source, Mapping) else ""
+    if str(target).endswith("ShardSource"):
+        check_shards(data)
+        return
     if not str(target).endswith("ImageFolder"):
         return
     folders = _root_list(data.get("root"))
     if not folders:
         raise ConfigError("data.root is not set: give the folder of photos, data.root=DIR (or [DIR1,DIR2])")
-    from colorization.data.images import DataSourceError
+    from colorization.data.images import DataSourceError, count_images
     from colorization.data.scan import scan_source, split_by_photo
     from colorization.data.sources import ImageFolder
 
+    counts = [count_images(folder, PREFLIGHT_SCAN_LIMIT + 1) for folder in folders]  # stops early: fast on 1 M files
+    if all(counts) and sum(counts) > PREFLIGHT_SCAN_LIMIT:
+        return
     photos = ImageFolder(folders)  # lists every folder: a missing or empty one is named
     try:
-        count = len(photos)
+        len(photos)
     except DataSourceError as error:
         raise ConfigError(f"data.root: {error}") from None
-    if count > PREFLIGHT_SCAN_LIMIT:
-        return
     report = scan_source(photos, data.get("min_colorfulness") or 0.0, quiet=True)
     try:
         split_by_photo(report.kept, tuple(data.get("fractions") or (0.8, 0.1, 0.1)), 0)
     except ValueError as error:
         where = ", ".join(map(str, folders))
         raise ConfigError(f"data.root: too few usable photos in {where}: {report.summary()}; {error}") from None
+
+
+def check_shards(data: Mapping) -> None:
+    """A ``data=shards`` source: ``data.root`` is one complete pack (manifest and indices
+    checked; for a local folder, every chunk file present and whole)."""
+    root = data.get("root")
+    if not _is_folder(root):
+        raise ConfigError(f"data.root must be the folder (or URL) of one pack for data=shards, got {root!r}")
+    from colorization.data.images import DataSourceError
+    from colorization.data.shards import ShardSource
+
+    try:
+        ShardSource(str(root)).check()
+    except DataSourceError as error:
+        raise ConfigError(str(error)) from None
 
 
 #: the data each task scores on: colorizers on photos, the digits autoencoders on digits

@@ -86,9 +86,16 @@ REGISTRY: dict[str, Kind] = {
         {"source": "source", "augment": "augment"},
     ),
     "source": Kind(
-        _targets(
-            "colorization.data.sources", "ImageFolder", "SamplePhotos", "TorchvisionImages", alias="colorization.data"
-        )
+        {
+            **_targets(
+                "colorization.data.sources",
+                "ImageFolder",
+                "SamplePhotos",
+                "TorchvisionImages",
+                alias="colorization.data",
+            ),
+            **_targets("colorization.data.shards", "ShardSource"),
+        }
     ),
     "augment": Kind(_targets("colorization.data.augment", "DeviceAugmentation", alias="colorization.data")),
 }

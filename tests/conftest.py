@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+# scan caches (data.scan_cache=auto) of test runs, and of the scripts they start, stay out of ~/.cache
+os.environ["COLORIZATION_CACHE"] = tempfile.mkdtemp(prefix="colorization-test-scans-")
 
 needs_shared = pytest.mark.skipif(
     not SHARED_DATA.is_dir(), reason=f"needs the shared photo sets at {SHARED_DATA} (absent in a user's clone)"

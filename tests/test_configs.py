@@ -28,7 +28,8 @@ def test_every_group_has_the_options_users_expect():
 
 @pytest.mark.parametrize("option", options("data"))
 def test_data_options_build_a_datamodule(compose_cfg, photo_dir, option):
-    overrides = [f"data={option}"] + ([f"data.root={photo_dir}"] if option == "folder" else [])
+    root = {"folder": [f"data.root={photo_dir}"], "shards": [f"data.root={photo_dir}/pack"]}  # lazy: nothing read
+    overrides = [f"data={option}", *root.get(option, [])]
     dm = instantiate(compose_cfg(*overrides).data)
     assert isinstance(dm, DigitsDataModule if option == "digits" else LabDataModule)
 

@@ -20,6 +20,7 @@ _HOMES = {
     "ImageFolder": "sources",
     "ImageSource": "sources",
     "SamplePhotos": "sources",
+    "ShardSource": "shards",
     "TorchvisionImages": "sources",
 }
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "LabDataModule",
     "PhotoCrops",
     "SamplePhotos",
+    "ShardSource",
     "TorchvisionImages",
     "UnreadableImage",
     "lab_batch",
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from colorization.data.augment import DeviceAugmentation
     from colorization.data.datamodule import LabDataModule, PhotoCrops, lab_batch
     from colorization.data.images import DataSourceError, UnreadableImage, open_rgb
+    from colorization.data.shards import ShardSource
     from colorization.data.sources import ImageFolder, ImageSource, SamplePhotos, TorchvisionImages
 
 

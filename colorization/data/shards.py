@@ -1,0 +1,265 @@
+"""Photos packed into streaming shards (``data=shards``), written by :mod:`colorization.data.pack`.
+
+A packed folder holds one LitData optimised data set per split and a manifest::
+
+    OUT/manifest.json        format, version, size, fractions, seed, counts, what was skipped
+    OUT/train/index.json     LitData's index: chunk files and how many photos each holds
+    OUT/train/chunk-*.bin    photos as JPEG bytes with their names, in a shuffled order
+    OUT/val/...  OUT/test/...
+
+:class:`ShardSource` is an :class:`~colorization.data.sources.ImageSource` like any other:
+index ``i`` is a photo, ``load(i)`` an 8-bit RGB image, so the DataModule's crops, device Lab
+path, samplers, DDP sharding and exact resume work unchanged. Two things differ: the split
+comes from the pack (:meth:`ShardSource.packed_splits`, no set-up scan), and the training
+order is chunk-aware (:meth:`ShardSource.chunk_bounds`): streamed from object storage, a
+reader fetches a chunk (tens of MB) once and uses all its photos, instead of one random
+photo per fetch.
+
+Shards are untrusted input: the manifest and every index are JSON, checked before LitData
+opens them. Only the formats :mod:`~colorization.data.pack` writes (a name string and
+image bytes, uncompressed, unencrypted) are accepted, so no shard can make LitData unpickle
+anything; chunk file names must be plain names inside the split's folder; a local chunk
+missing or shorter than its index says is an error naming it (a half-written pack).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from colorization.data.images import DEFAULT_MAX_PIXELS, DataSourceError, UnreadableImage, decode_rgb
+from colorization.data.sources import ImageSource
+
+FORMAT = "colorization-shards"
+VERSION = 1
+SPLITS = ("train", "val", "test")
+MANIFEST = "manifest.json"
+#: LitData's item layout the packer writes: {"name": str, "jpeg": bytes}
+DATA_FORMAT = ["str", "bytes"]
+_CHUNK_NAME = re.compile(r"^chunk-\d+-\d+\.bin$")
+_PACK_HINT = "pack photos with: python -m colorization.data.pack SRC... OUT"
+
+
+def is_remote(root: str | Path) -> bool:
+    """A URL LitData streams from (``s3://``, ``gs://``, ``azure://``, ...; ``local:/path`` is
+    a local folder read as if remote: fetched chunk by chunk into the cache)."""
+    return isinstance(root, str) and ("://" in root or root.startswith("local:"))
+
+
+def _join(root: str | Path, *parts: str) -> str | Path:
+    return "/".join([str(root).rstrip("/"), *parts]) if is_remote(root) else Path(root, *parts)
+
+
+def _read_json(root: str | Path, *parts: str) -> Any:
+    """A small JSON file of the packed folder (local, or fetched through LitData's
+    downloader for a URL), parsed as JSON only."""
+    where = _join(root, *parts)
+    try:
+        if is_remote(root):
+            import tempfile
+
+            from litdata.streaming.downloader import get_downloader
+
+            with tempfile.TemporaryDirectory() as tmp:
+                local = os.path.join(tmp, parts[-1])
+                get_downloader(str(root), tmp, []).download_file(str(where), local)
+                text = Path(local).read_text()
+        else:
+            text = Path(where).read_text()
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataSourceError(f"{where}: cannot read ({error})") from error
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataSourceError(f"{where}: not valid JSON ({error}); the pack is damaged: {_PACK_HINT}") from None
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """The checked manifest of the packed folder ``root``; :class:`DataSourceError` naming
+    it when it is missing, half-written (an interrupted pack) or not ours."""
+    where = _join(root, MANIFEST)
+    try:
+        manifest = _read_json(root, MANIFEST)
+    except FileNotFoundError:
+        partial = f"{str(root).rstrip('/')}.partial"
+        interrupted = (
+            f"; {partial} is an interrupted pack: run the same pack command again"
+            if not is_remote(root) and Path(partial).exists()
+            else ""
+        )
+        exists = is_remote(root) or Path(root).is_dir()
+        what = "has no manifest.json, so it is not a complete pack" if exists else "does not exist"
+        raise DataSourceError(f"data.root={root} {what}{interrupted} ({_PACK_HINT})") from None
+    counts = manifest.get("counts") if isinstance(manifest, dict) else None
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != FORMAT
+        or manifest.get("version") != VERSION
+        or not isinstance(counts, dict)
+        or set(counts) != set(SPLITS)
+        or not all(isinstance(counts[s], int) and not isinstance(counts[s], bool) and counts[s] >= 0 for s in SPLITS)
+    ):
+        raise DataSourceError(
+            f"{where}: not a {FORMAT} manifest of version {VERSION} (format, version and counts per split "
+            f"{list(SPLITS)} expected); {_PACK_HINT}"
+        )
+    return manifest
+
+
+def read_index(root: str | Path, split: str, count: int) -> list[int]:
+    """Photos per chunk of ``split``, after checking its LitData index is one the packer
+    writes (formats, no compression or encryption, plain chunk names, ``count`` photos) and,
+    for a local folder, that every chunk file is complete."""
+    where = _join(root, split, "index.json")
+    try:
+        index = _read_json(root, split, "index.json")
+    except FileNotFoundError:
+        raise DataSourceError(f"{where} is missing: the pack is incomplete ({_PACK_HINT})") from None
+    config = index.get("config") if isinstance(index, dict) else None
+    chunks = index.get("chunks") if isinstance(index, dict) else None
+    if (
+        not isinstance(config, dict)
+        or config.get("data_format") != DATA_FORMAT
+        or config.get("compression") is not None
+        or config.get("encryption") is not None
+        or config.get("item_loader") != "PyTreeLoader"
+        or not isinstance(chunks, list)
+    ):
+        raise DataSourceError(
+            f"{where}: not an index the packer writes (item format {DATA_FORMAT}, uncompressed, unencrypted); "
+            "refusing to read it"
+        )
+    sizes = []
+    for chunk in chunks:
+        name = chunk.get("filename") if isinstance(chunk, dict) else None
+        size, nbytes = (chunk.get("chunk_size"), chunk.get("chunk_bytes")) if isinstance(chunk, dict) else (None, None)
+        if not isinstance(name, str) or not _CHUNK_NAME.match(name) or not isinstance(size, int) or size < 1:
+            raise DataSourceError(f"{where}: a chunk entry is malformed ({str(chunk)[:200]}); refusing to read it")
+        if not is_remote(root):
+            path = Path(root, split, name)
+            have = path.stat().st_size if path.is_file() else None
+            if have is None or (isinstance(nbytes, int) and have < nbytes):
+                state = "missing" if have is None else f"{have} bytes of {nbytes}"
+                raise DataSourceError(f"{path}: chunk {state}: the pack is incomplete or damaged ({_PACK_HINT})")
+        sizes.append(size)
+    if sum(sizes) != count:
+        raise DataSourceError(f"{where}: {sum(sizes)} photos, but {MANIFEST} says {count}; the pack is damaged")
+    return sizes
+
+
+class _RefusePickle:
+    """Stands in for LitData's pickle serializer: a shard can never make us unpickle."""
+
+    def can_serialize(self, item: Any) -> bool:
+        return False
+
+    def serialize(self, item: Any):  # pragma: no cover - never selected for writing
+        raise TypeError("pickled items are not supported")
+
+    def deserialize(self, data: bytes) -> Any:
+        raise UnreadableImage("a shard item asks to be unpickled; refused")
+
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class ShardSource(ImageSource):
+    """The photos of a folder written by ``python -m colorization.data.pack`` (``data=shards``).
+
+    ``root`` is a local folder or a URL LitData reads (``s3://bucket/photos``, ...; a remote
+    root streams chunks into ``cache_dir``, LitData's default cache when ``None``). Indices
+    run over the train, val and test photos in that order; :meth:`packed_splits` gives each
+    split's. Building one touches nothing; the first use reads and checks the manifest and
+    indices (:meth:`check`).
+    """
+
+    reads_files = False  # checked at pack time: no set-up scan
+
+    def __init__(
+        self, root: str | Path, cache_dir: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    ) -> None:
+        if not isinstance(root, (str, os.PathLike)):
+            raise DataSourceError(f"data=shards reads one pack: data.root must be its folder or URL, got {root!r}")
+        self.root = root if is_remote(root) else Path(root).expanduser()
+        self.cache_dir, self.max_pixels = cache_dir, max_pixels
+        self._opened: dict[str, Any] = {}
+        self._pid: int | None = None
+
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        return read_manifest(self.root)
+
+    @cached_property
+    def _chunks(self) -> dict[str, list[int]]:
+        counts = self.manifest["counts"]
+        return {s: read_index(self.root, s, counts[s]) if counts[s] else [] for s in SPLITS}
+
+    def check(self) -> None:
+        """Read and check the manifest and every split's index (raises DataSourceError)."""
+        _ = self._chunks
+
+    @cached_property
+    def _offsets(self) -> np.ndarray:
+        return np.cumsum([0] + [self.manifest["counts"][s] for s in SPLITS])
+
+    def __len__(self) -> int:
+        self.check()
+        return int(self._offsets[-1])
+
+    def packed_splits(self) -> dict[str, list[int]]:
+        self.check()
+        return {s: list(range(int(self._offsets[k]), int(self._offsets[k + 1]))) for k, s in enumerate(SPLITS)}
+
+    def chunk_bounds(self) -> list[tuple[int, int]]:
+        """``(start, end)`` source indices of every chunk, split after split."""
+        self.check()
+        bounds = []
+        for k, split in enumerate(SPLITS):
+            start = int(self._offsets[k])
+            for size in self._chunks[split]:
+                bounds.append((start, start + size))
+                start += size
+        return bounds
+
+    def _dataset(self, split: str):
+        if self._pid != os.getpid():  # a DataLoader worker: open its own readers
+            self._opened, self._pid = {}, os.getpid()
+        if split not in self._opened:
+            from litdata import StreamingDataset
+
+            self._opened[split] = StreamingDataset(
+                str(_join(self.root, split)),
+                cache_dir=self.cache_dir,
+                shuffle=False,
+                serializers={"pickle": _RefusePickle()},
+                # one item per read: our sampler shuffles within chunks, so LitData's default
+                # (decode 256 neighbours at once) would decode ~255 photos it then drops
+                batch_decode=0,
+            )
+        return self._opened[split]
+
+    def _item(self, index: int) -> tuple[str, dict[str, Any]]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"photo {index} of {len(self)}")
+        k = int(np.searchsorted(self._offsets, index, side="right") - 1)
+        split = SPLITS[k]
+        return split, self._dataset(split)[index - int(self._offsets[k])]
+
+    def load(self, index: int, draft_size: int | None = None) -> Image.Image:
+        split, item = self._item(index)
+        name = f"{_join(self.root, split)}[{index - int(self._offsets[SPLITS.index(split)])}]"
+        if not isinstance(item, dict) or not isinstance(item.get("jpeg"), (bytes, memoryview)):
+            raise UnreadableImage(f"{name}: not a packed photo")
+        return decode_rgb(bytes(item["jpeg"]), f"{name} {item.get('name')}", draft_size, self.max_pixels)
+
+    def name(self, index: int) -> str:
+        return str(self._item(index)[1].get("name"))
