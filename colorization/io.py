@@ -35,7 +35,7 @@ def is_temp_file(path: str | Path) -> bool:
     return _TEMP_NAME.match(Path(path).name) is not None
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -60,7 +60,7 @@ def remove_stale_temp_files(folder: str | Path, min_age_s: float = 3600.0) -> in
         if match is None or not entry.is_file(follow_symlinks=False):
             continue
         try:
-            if now - entry.stat().st_mtime < min_age_s or _running(int(match["pid"])):
+            if now - entry.stat().st_mtime < min_age_s or process_running(int(match["pid"])):
                 continue
             os.unlink(entry.path)
             removed += 1

@@ -64,3 +64,21 @@ def signals_interrupt(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
     finally:
         for s, handler in previous.items():
             signal.signal(s, signal.SIG_DFL if handler is None else handler)  # None: set from C, not restorable
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """``env`` set in ``os.environ`` inside the block (processes started there inherit it),
+    the previous values (or their absence) restored after."""
+    import os
+
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

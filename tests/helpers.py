@@ -34,6 +34,24 @@ class KillAtStep(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class RecordShare(L.Callback):
+    """Write, per rank and epoch, the photos this rank's training loader will read (source
+    indices, in order) to ``folder/rank<r>_epoch<e>.json``: what a DDP rank really streams."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args) -> None:
+        import json
+
+        dm = trainer.datamodule
+        indices = dm.datasets["train"].indices
+        share = [indices[item % len(indices)] for item, _ in iter(dm.train_sampler)]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"rank{trainer.global_rank}_epoch{trainer.current_epoch}.json"
+        path.write_text(json.dumps(share))
+
+
 def _s15f16(value: float) -> bytes:
     return struct.pack(">i", round(value * 65536))
 

@@ -321,7 +321,7 @@ def test_fingerprints_and_identities_of_folders(folder: Path, tmp_path: Path, mo
     source = ImageFolder(folder)
     index = source.paths.index(folder / "chelsea.png")
     stat = (folder / "chelsea.png").stat()
-    assert source.fingerprint(index) == ("chelsea.png", stat.st_size, stat.st_mtime_ns)
+    assert source.fingerprint(index) == ("chelsea.png", stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
     assert ImageSource.fingerprint(source, index) is None and ImageSource().cache_identity is None
 
     other = tmp_path / "other"

@@ -126,7 +126,8 @@ def _copy(packed: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["truncated chunk", "missing chunk", "missing index", "pickle format",
-                                    "path in chunk name", "garbage manifest", "no manifest"])  # fmt: skip
+                                    "path in chunk name", "garbage manifest", "no manifest", "data_spec imports",
+                                    "updated_at path", "another reader", "symlinked chunk"])  # fmt: skip
 def test_half_written_or_tampered_packs_are_one_clear_error_naming_the_file(damage, packed, tmp_path):
     root = _copy(packed, tmp_path)
     index_path = root / "train" / "index.json"
@@ -141,11 +142,26 @@ def test_half_written_or_tampered_packs_are_one_clear_error_naming_the_file(dama
     elif damage == "missing index":
         index_path.unlink()
         named = "index.json"
-    elif damage in ("pickle format", "path in chunk name"):
+    elif damage == "symlinked chunk":
+        outside = tmp_path / "outside.bin"
+        chunk.rename(outside)
+        chunk.symlink_to(outside)
+        named = "not a regular file"
+    elif damage in ("pickle format", "path in chunk name", "data_spec imports", "updated_at path", "another reader"):
         if damage == "pickle format":
             index["config"]["data_format"] = ["str", "pickle"]
-        else:
+        elif damage == "path in chunk name":
             index["chunks"][0]["filename"] = "../../outside.bin"
+        elif damage == "data_spec imports":  # LitData would import and call this module's attribute
+            spec = json.loads(index["config"]["data_spec"])
+            spec[1]["type"] = "collections.defaultdict"
+            spec[1]["context"] = json.dumps({"default_factory_module": "os", "default_factory_name": "getcwd",
+                                             "dict_context": ["name", "jpeg"]})  # fmt: skip
+            index["config"]["data_spec"] = json.dumps(spec)
+        elif damage == "updated_at path":  # LitData makes it a folder of its cache
+            index["updated_at"] = "../../../escaped"
+        else:
+            index["config"]["format"] = "mds"
         index_path.write_text(json.dumps(index))
         named = "refusing to read it"
     elif damage == "garbage manifest":
@@ -197,15 +213,24 @@ def test_training_order_reads_one_window_of_chunks_at_a_time(packed):
     assert sorted(wide) == sorted(order) and wide != order
 
 
-def test_ddp_sim_trains_on_shards(packed, tmp_path):
-    run_dir = tmp_path / "ddp"
+def test_ddp_sim_ranks_stream_disjoint_photos_whose_union_is_the_training_split(packed, tmp_path):
+    run_dir, shares = tmp_path / "ddp", tmp_path / "shares"
     result = run_script("train.py", *TINY, "data=shards", f"data.root={packed}", "trainer=ddp_sim",
-                        "trainer.accelerator=cpu", "trainer.max_epochs=1", "test=false", "compare_gray=false",
+                        "trainer.accelerator=cpu", "trainer.max_epochs=2", "test=false", "compare_gray=false",
                         "callbacks.progress_bar=null", "logger=csv", f"hydra.run.dir={run_dir}",
-                        timeout=600)  # fmt: skip
+                        "+callbacks.share._target_=tests.helpers.RecordShare", f"+callbacks.share.folder={shares}",
+                        "data.train_repeats=1", timeout=600)  # fmt: skip
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    # 20 training photos x 2 crops = 40 items, 20 per rank, batches of 4: 5 steps
-    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 5
+    # 20 training photos, 10 per rank, batches of 4 (the last part-batch dropped): 2 steps per epoch
+    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 4
+    train = ShardSource(packed).packed_splits()["train"]
+    orders = []
+    for epoch in (0, 1):  # as read in the two ranks' own processes
+        first, second = (json.loads((shares / f"rank{r}_epoch{epoch}.json").read_text()) for r in (0, 1))
+        assert len(first) == len(second) == 10 and not set(first) & set(second)
+        assert sorted(first + second) == train
+        orders.append(first)
+    assert orders[0] != orders[1]  # a new order each epoch
 
 
 def test_killed_mid_epoch_on_shards_resumes_to_the_weights_of_an_uninterrupted_run(packed, tmp_path):
@@ -236,3 +261,72 @@ def test_a_remote_root_streams_chunks_into_the_cache_and_reads_the_same_photos(p
         assert remote.name(i) == local.name(i)
         assert np.array_equal(np.asarray(remote.load(i)), np.asarray(local.load(i)))
     assert list((tmp_path / "cache").rglob("chunk-*.bin"))  # streamed, not read in place
+
+
+def test_pack_never_deletes_what_it_did_not_write(folder, tmp_path):
+    out = tmp_path / "pack"
+    mine = tmp_path / "pack.partial"  # the user's own folder, named like a work folder
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(DataSourceError, match="not an unfinished pack .* left alone"):
+        pack([folder], out, **PACK)
+    assert (mine / "notes.txt").read_text() == "keep me" and not out.exists()
+    mine.rename(tmp_path / "elsewhere")
+    (tmp_path / "pack.old").mkdir()  # a user's folder beside the pack survives --overwrite
+    (tmp_path / "pack.old" / "a.txt").write_text("keep me too")
+    pack([folder], out, **PACK)
+    with pytest.raises(DataSourceError, match="is \\(inside\\) the output"):  # it would delete its source
+        pack([out / "train"], out, **{**PACK, "overwrite": True})
+    pack([folder], out, **{**PACK, "overwrite": True})
+    assert (tmp_path / "pack.old" / "a.txt").read_text() == "keep me too"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "pack", "pack.old"]
+    copied = tmp_path / "not_only_a_pack"  # a pack's files plus the user's: not replaced
+    import shutil
+
+    shutil.copytree(out, copied)
+    (copied / "thesis.tex").write_text("keep")
+    with pytest.raises(DataSourceError, match="not a pack: it is left alone"):
+        pack([folder], copied, **{**PACK, "overwrite": True})
+
+
+def test_a_pack_killed_between_finishing_and_renaming_is_finished_by_the_same_command(folder, tmp_path, monkeypatch):
+    import litdata
+
+    import colorization.data.pack as packing
+
+    out, real_swap = tmp_path / "pack", packing._swap_in
+    monkeypatch.setattr(packing, "_swap_in", lambda work, out: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        pack([folder], out, **PACK)
+    assert not out.exists() and (tmp_path / "pack.partial" / "manifest.json").is_file()
+    monkeypatch.setattr(packing, "_swap_in", real_swap)
+    monkeypatch.setattr(litdata, "optimize", lambda *a, **k: pytest.fail("packed again"))
+    manifest = pack([folder], out, **PACK)
+    assert manifest["counts"] == {"train": 20, "val": 2, "test": 2} and len(ShardSource(out)) == 24
+    assert not (tmp_path / "pack.partial").exists() and not (out / ".colorization-pack").exists()
+
+
+def test_a_damaged_photo_in_a_chunk_is_unreadable_by_name_and_a_replaced_pack_is_an_error(packed, tmp_path):
+    import shutil
+
+    from colorization.data.images import UnreadableImage
+
+    root = Path(shutil.copytree(packed, tmp_path / "copy"))
+    source = ShardSource(root)
+    index = json.loads((root / "train" / "index.json").read_text())
+    chunk = root / "train" / index["chunks"][0]["filename"]
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2 :] = bytes(len(data) - len(data) // 2)  # zeros: the size stays, the photos break
+    chunk.write_bytes(bytes(data))
+    size = index["chunks"][0]["chunk_size"]
+    with pytest.raises(UnreadableImage, match=str(root / "train")):
+        source.load(size - 1)
+    assert source.load(size).size  # the next chunk still reads
+    # replaced mid-run (pack --overwrite with another split): a reader opened after that refuses
+    pack([source_folder_of(packed)], root, **{**PACK, "overwrite": True, "fractions": (0.5, 0.25, 0.25)})
+    with pytest.raises(DataSourceError, match="the pack changed since this run checked it"):
+        source.load(20)  # the first validation photo: its reader opens now
+
+
+def source_folder_of(packed: Path) -> Path:
+    return Path(json.loads((packed / "manifest.json").read_text())["sources"][0])

@@ -56,6 +56,13 @@ def experiment_overrides(option: str, photo_dir) -> list[str]:
         return [f"data.root={photo_dir}", "data.fractions=[0.6,0.2,0.2]"]
     if option == "natural_photos":  # the wiring, on a few photos (the recipe's 6,854 take a minute to scan)
         return [f"data.root=[{photo_dir}]", "data.image_size=64", "model.rebalance_batches=2"]
+    if option == "imagenet":  # the 8-GPU recipe's wiring, on one CPU process over a pack of a few photos
+        from colorization.data.pack import pack
+
+        out = photo_dir.parent / "pack"
+        pack([photo_dir], out, size=96, fractions=(0.6, 0.2, 0.2), scan_cache=None, workers=1, verbose=False)
+        cpu = ["trainer=cpu", "trainer.devices=1", "trainer.num_nodes=1", "trainer.precision=32"]
+        return [f"data.root={out}", *cpu, "data.image_size=64", "data.num_workers=0", "model.rebalance_batches=2"]
     if option == "beta":  # torchvision CIFAR-10 cannot be downloaded here: its offline override
         root = SHARED_DATA / "cifar10" / "test" if SHARED_DATA.is_dir() else photo_dir
         return ["data=folder", f"data.root={root}", "data.image_size=32", "data.fractions=[0.6,0.2,0.2]"]

@@ -157,13 +157,18 @@ def _decode(image: Image.Image, name: str | Path, draft_size: int | None, max_pi
 
 
 def decode_rgb(
-    data: bytes, name: str, draft_size: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    data: bytes,
+    name: str,
+    draft_size: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    formats: tuple[str, ...] | None = None,
 ) -> Image.Image:
     """Encoded image bytes (a photo stored in a shard) -> 8-bit RGB, by the rules of
-    :func:`open_rgb` (Pillow only); :class:`UnreadableImage` naming ``name`` when they are
-    not a decodable image."""
+    :func:`open_rgb` (Pillow only), trying only Pillow's ``formats`` if given (a shard holds
+    JPEG: nothing else, e.g. EPS, which Pillow hands to Ghostscript, is even tried);
+    :class:`UnreadableImage` naming ``name`` when they are not a decodable image."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=list(formats) if formats else None) as image:
             return _decode(image, name, draft_size, max_pixels)
     except ImageTooLarge:
         raise
@@ -206,6 +211,12 @@ def open_rgb(
             raise UnreadableImage(f"{path}: cannot decode image ({pil_error})") from pil_error
 
 
+def _suffix(name: str) -> str:
+    """``Path(name).suffix.lower()`` without building a Path (``..jpg`` -> ``.jpg``, ``.jpg`` -> "")."""
+    i = name.rfind(".")
+    return name[i:].lower() if 0 < i < len(name) - 1 else ""
+
+
 def _image_files(root: str, wanted: set[str], limit: int | None = None) -> list[str]:
     """Paths (strings) of the files under ``root`` whose lower-cased suffix is in ``wanted``:
     ``Path.rglob``'s walk (symlinked files kept, symlinked folders not entered, unreadable
@@ -219,7 +230,7 @@ def _image_files(root: str, wanted: set[str], limit: int | None = None) -> list[
                     try:
                         if entry.is_dir(follow_symlinks=False):
                             folders.append(entry.path)
-                        elif os.path.splitext(entry.name)[1].lower() in wanted and entry.is_file():
+                        elif _suffix(entry.name) in wanted and entry.is_file():
                             found.append(entry.path)
                             if limit is not None and len(found) >= limit:
                                 return found

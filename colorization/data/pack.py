@@ -30,11 +30,13 @@ folder that is not a pack is never touched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,7 @@ from colorization.data.images import DataSourceError, UnreadableImage, open_rgb
 from colorization.data.scan import scan_source, split_by_photo
 from colorization.data.shards import FORMAT, MANIFEST, SPLITS, VERSION, read_index, read_manifest
 from colorization.data.sources import ImageFolder
+from colorization.io import process_running
 
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)  # conf/base/data.yaml's
 DEFAULT_SEED = 42  # conf/config.yaml's
@@ -97,12 +100,77 @@ class _Progress:
             print(f"  {self.what} {done}/{total} ({rate:.0f} photos/s)", flush=True)
 
 
-def _is_pack(path: Path) -> bool:
+#: in ``OUT.partial`` while a pack writes it (the writer's process id): what makes a folder
+#: one this program may delete or finish
+MARKER = ".colorization-pack"
+_PACK_ENTRIES = {MANIFEST, *SPLITS, MARKER}
+
+
+@contextlib.contextmanager
+def _litdata_scratch(folder: Path):
+    """LitData's optimize empties its scratch folders (``$TMPDIR/chunks``, ``/data``) when it
+    starts: give it ones inside this pack's own ``OUT.partial``, so two packs at once cannot
+    delete each other's chunks; removed after."""
+    from colorization.runtime import environment
+
+    scratch = {
+        "DATA_OPTIMIZER_CACHE_FOLDER": str(folder / "chunks"),
+        "DATA_OPTIMIZER_DATA_CACHE_FOLDER": str(folder / "data"),
+    }
     try:
-        read_manifest(path)
+        with environment(scratch):
+            yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _complete(path: Path) -> bool:
+    """Whether ``path`` holds a whole pack: its manifest and every index check."""
+    try:
+        manifest = read_manifest(path)
+        for split in SPLITS:
+            if manifest["counts"][split]:
+                read_index(path, split, manifest["counts"][split])
         return True
     except DataSourceError:
         return False
+
+
+def _is_pack(path: Path) -> bool:
+    """A complete pack and nothing else (so ``--overwrite`` never replaces a folder of the
+    user's that happens to hold a manifest)."""
+    try:
+        return _complete(path) and {entry.name for entry in path.iterdir()} <= _PACK_ENTRIES
+    except OSError:
+        return False
+
+
+def _writer(work: Path) -> int | None:
+    """The process id in ``work``'s marker, or ``None`` when ``work`` is not an unfinished pack."""
+    try:
+        return int((work / MARKER).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _same_request(manifest: dict, request: dict) -> bool:
+    return all(manifest.get(key) == value for key, value in request.items())
+
+
+def _swap_in(work: Path, out: Path) -> None:
+    """Rename the complete ``work`` to ``out``; an old pack at ``out`` (or an empty folder)
+    stays readable until then, and is removed after."""
+    old = None
+    if out.exists():
+        if any(out.iterdir()):  # a pack (checked by the caller): aside, under a fresh name
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            out.rename(old / out.name)
+        else:
+            out.rmdir()
+    work.rename(out)
+    (out / MARKER).unlink(missing_ok=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def pack(
@@ -125,26 +193,45 @@ def pack(
     photos, an ``out`` that is a pack (without ``overwrite``) or not a pack at all."""
     import litdata
 
-    out = Path(out).expanduser()
+    out = Path(out).expanduser().absolute()
+    work = out.with_name(out.name + ".partial")
     if size < 8:
         raise ValueError(f"--size must be at least 8 px, got {size}")
     if not 1 <= quality <= 100:
         raise ValueError(f"--quality must be 1..100, got {quality}")
     if chroma not in CHROMA:
         raise ValueError(f"--chroma must be one of {list(CHROMA)}, got {chroma!r}")
+    say = print if verbose else (lambda *a, **k: None)
+    for src in sources:  # never pack a folder into itself, nor read what a pack deletes
+        where = Path(src).expanduser().resolve()
+        for own in (out.resolve(), work.resolve()):
+            if where == own or own in where.parents:
+                raise DataSourceError(f"source {src} is (inside) the output {own}: choose another OUT")
     if out.exists():
         if _is_pack(out):
             if not overwrite:
                 raise DataSourceError(f"{out} is already a pack; pass --overwrite to pack again, or choose another OUT")
         elif not out.is_dir() or any(out.iterdir()):
             raise DataSourceError(f"{out} exists and is not a pack: it is left alone; choose another OUT")
-    work = out.with_name(out.name + ".partial")
+    request = {
+        "size": size, "quality": quality, "chroma": chroma, "fractions": list(fractions), "seed": seed,
+        "min_colorfulness": min_colorfulness, "sources": [str(Path(s).expanduser().resolve()) for s in sources],
+    }  # fmt: skip
     if work.exists():
-        if verbose:
-            print(f"removing {work}, left by an interrupted pack; packing from the start", flush=True)
+        writer = _writer(work)
+        if writer is None:
+            raise DataSourceError(
+                f"{work} exists and is not an unfinished pack (no {MARKER} in it): it is left alone; move it away"
+            )
+        if writer != os.getpid() and process_running(writer):
+            raise DataSourceError(f"{work} is being written by another pack (process {writer}); wait for it to end")
+        if not out.exists() and _complete(work) and _same_request(read_manifest(work), request):
+            _swap_in(work, out)  # killed between finishing and renaming: finish the rename
+            say(f"finished the interrupted pack's last step: {work} -> {out}", flush=True)
+            return read_manifest(out)
+        say(f"removing {work}, left by an interrupted pack; packing from the start", flush=True)
         shutil.rmtree(work)
     workers = max(1, workers or _cores())
-    say = print if verbose else (lambda *a, **k: None)
 
     start = time.perf_counter()
     source = ImageFolder([str(s) for s in sources] if len(sources) > 1 else str(sources[0]))
@@ -165,7 +252,7 @@ def pack(
     say(f"{report.summary()} ({scan_seconds:.1f} s); packing at {size} px with {workers} worker(s)", flush=True)
 
     work.mkdir(parents=True)
-    (work / ".colorization-pack").write_text("an unfinished pack: safe to delete\n")
+    (work / MARKER).write_text(f"{os.getpid()}\nan unfinished pack of colorization.data.pack: safe to delete\n")
     paths = [str(p) for p in source.paths]
     names = [source.name(i) for i in range(len(source))]
     encoder = _Encoder(paths, names, size, quality, chroma)
@@ -176,16 +263,17 @@ def pack(
             counts[split] = 0
             continue
         order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed * 31 + k)).tolist()
-        litdata.optimize(
-            fn=encoder,
-            inputs=[indices[i] for i in order],
-            output_dir=str(work / split),
-            chunk_bytes=chunk_bytes,
-            num_workers=min(workers, len(indices)),
-            reorder_files=False,
-            start_method="fork" if sys.platform.startswith("linux") else None,
-            verbose=verbose,
-        )
+        with _litdata_scratch(work / ".litdata"):
+            litdata.optimize(
+                fn=encoder,
+                inputs=[indices[i] for i in order],
+                output_dir=str(work / split),
+                chunk_bytes=chunk_bytes,
+                num_workers=min(workers, len(indices)),
+                reorder_files=False,
+                start_method="fork" if sys.platform.startswith("linux") else None,
+                verbose=verbose,
+            )
         index = json.loads((work / split / "index.json").read_text())
         counts[split] = sum(int(c["chunk_size"]) for c in index["chunks"])
         read_index(work, split, counts[split])  # what a reader will check
@@ -214,16 +302,8 @@ def pack(
         "photos_per_second": round(packed / max(seconds, 1e-9), 1),
         "litdata": litdata.__version__,
     }
-    (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    (work / ".colorization-pack").unlink()
-    if out.exists():  # an old pack (overwrite) or an empty folder: readable until the swap
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        work.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        work.rename(out)
+    (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: now the pack is whole
+    _swap_in(work, out)
     say(
         f"packed {packed} photos ({', '.join(f'{s} {counts[s]}' for s in SPLITS)}) into {out}: "
         f"{manifest['bytes'] / 2**20:.1f} MiB, {seconds:.1f} s, {manifest['photos_per_second']} photos/s",

@@ -15,11 +15,14 @@ order is chunk-aware (:meth:`ShardSource.chunk_bounds`): streamed from object st
 reader fetches a chunk (tens of MB) once and uses all its photos, instead of one random
 photo per fetch.
 
-Shards are untrusted input: the manifest and every index are JSON, checked before LitData
-opens them. Only the formats :mod:`~colorization.data.pack` writes (a name string and
-image bytes, uncompressed, unencrypted) are accepted, so no shard can make LitData unpickle
-anything; chunk file names must be plain names inside the split's folder; a local chunk
-missing or shorter than its index says is an error naming it (a half-written pack).
+Shards are untrusted input: the manifest and every index are JSON (size-capped), and every
+key of an index is checked before LitData opens it (:func:`check_index`): only the layout
+:mod:`~colorization.data.pack` writes (a name string and image bytes, uncompressed,
+unencrypted, the exact ``data_spec``), so no shard can make LitData unpickle anything or
+import a type; chunk file names must be plain names inside the split's folder and
+``updated_at`` (a cache folder name to LitData) a number; a local chunk that is missing, a
+link, or not the size its index says is an error naming it (a half-written pack). Only JPEG
+is decoded.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
 #: LitData's item layout the packer writes: {"name": str, "jpeg": bytes}
 DATA_FORMAT = ["str", "bytes"]
-_CHUNK_NAME = re.compile(r"^chunk-\d+-\d+\.bin$")
+_CHUNK_NAME = re.compile(r"chunk-\d+-\d+\.bin")
 _PACK_HINT = "pack photos with: python -m colorization.data.pack SRC... OUT"
 
 
@@ -72,8 +75,16 @@ def _read_json(root: str | Path, *parts: str) -> Any:
                 get_downloader(str(root), tmp, []).download_file(str(where), local)
                 text = Path(local).read_text()
         else:
-            text = Path(where).read_text()
-    except FileNotFoundError:
+            path = Path(where)
+            if path.is_file() and path.stat().st_size > MAX_JSON_BYTES:
+                raise DataSourceError(f"{where}: {path.stat().st_size:,} bytes, over {MAX_JSON_BYTES:,}: not a pack's")
+            if path.exists() and not path.is_file():
+                raise DataSourceError(f"{where}: not a regular file")
+            with open(path, encoding="utf-8") as file:
+                text = file.read(MAX_JSON_BYTES + 1)
+        if len(text) > MAX_JSON_BYTES:
+            raise DataSourceError(f"{where}: over {MAX_JSON_BYTES:,} bytes: not a pack's")
+    except (FileNotFoundError, DataSourceError):
         raise
     except (OSError, UnicodeDecodeError) as error:
         raise DataSourceError(f"{where}: cannot read ({error})") from error
@@ -115,42 +126,96 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     return manifest
 
 
+#: the index.json the packer writes (LitData 0.2.x, items {"name": str, "jpeg": bytes}): every
+#: key checked, as LitData acts on them (``data_spec`` names types it imports, ``format`` and
+#: ``compression*`` pick readers and decompressors, ``updated_at`` becomes a cache path)
+_CONFIG = {
+    "chunk_bytes": lambda v: v is None or (_is_int(v) and v > 0),
+    "chunk_size": lambda v: v is None or (_is_int(v) and v > 0),
+    "compression": lambda v: v is None,
+    "compression_batch_size": lambda v: v is None,
+    "compression_level": lambda v: v is None,
+    "data_format": lambda v: v == DATA_FORMAT,
+    "data_spec": lambda v: _json_or_none(v) == _DATA_SPEC,
+    "encryption": lambda v: v is None,
+    "ipc_compression": lambda v: v is None,
+    "item_loader": lambda v: v == "PyTreeLoader",
+    "types": lambda v: v == {"jpeg": "bytes", "name": "str"},
+}
+_DATA_SPEC = [
+    1,
+    {
+        "type": "builtins.dict",
+        "context": '["name", "jpeg"]',
+        "children_spec": [{"type": None, "context": None, "children_spec": []}] * 2,
+    },
+]
+_CHUNK_KEYS = {"chunk_bytes", "chunk_size", "dim", "filename"}
+_UPDATED_AT = re.compile(r"\d{1,20}(\.\d{1,20})?")
+#: manifest.json and index.json are small (an index lists chunks: ~100 bytes each)
+MAX_JSON_BYTES = 64 * 2**20
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_or_none(text: Any) -> Any:
+    try:
+        return json.loads(text) if isinstance(text, str) else None
+    except json.JSONDecodeError:
+        return None
+
+
+def check_index(index: Any, where: str | Path) -> list[dict]:
+    """``index`` (a parsed index.json) is exactly what the packer writes, or
+    :class:`DataSourceError` naming ``where``; returns its chunk entries."""
+    refuse = f"{where}: not an index the packer writes (item format {DATA_FORMAT}, uncompressed, unencrypted)"
+    if not isinstance(index, dict) or not set(index) <= {"chunks", "config", "updated_at"}:
+        raise DataSourceError(f"{refuse}: unexpected keys; refusing to read it")
+    config, chunks = index.get("config"), index.get("chunks")
+    if not isinstance(config, dict) or not isinstance(chunks, list):
+        raise DataSourceError(f"{refuse}; refusing to read it")
+    bad = sorted(k for k in set(config) | set(_CONFIG) if k not in _CONFIG or not _CONFIG[k](config.get(k)))
+    if bad:
+        raise DataSourceError(f"{refuse}: config {bad}; refusing to read it")
+    if "updated_at" in index and not _UPDATED_AT.fullmatch(str(index["updated_at"])):
+        raise DataSourceError(f"{refuse}: updated_at {str(index['updated_at'])[:80]!r}; refusing to read it")
+    for chunk in chunks:
+        ok = (
+            isinstance(chunk, dict)
+            and set(chunk) <= _CHUNK_KEYS
+            and isinstance(chunk.get("filename"), str)
+            and _CHUNK_NAME.fullmatch(chunk["filename"]) is not None
+            and _is_int(chunk.get("chunk_bytes"))
+            and _is_int(chunk.get("chunk_size"))
+            and 1 <= chunk["chunk_size"] <= chunk["chunk_bytes"] // 8  # an item is > 8 bytes
+            and chunk.get("dim") is None
+        )
+        if not ok:
+            raise DataSourceError(f"{where}: a chunk entry is malformed ({str(chunk)[:200]}); refusing to read it")
+    return chunks
+
+
 def read_index(root: str | Path, split: str, count: int) -> list[int]:
     """Photos per chunk of ``split``, after checking its LitData index is one the packer
-    writes (formats, no compression or encryption, plain chunk names, ``count`` photos) and,
-    for a local folder, that every chunk file is complete."""
+    writes (:func:`check_index`: formats, no compression or encryption, plain chunk names,
+    ``count`` photos) and, for a local folder, that every chunk file is whole: a regular
+    file (not a link) of the size the index says."""
     where = _join(root, split, "index.json")
     try:
         index = _read_json(root, split, "index.json")
     except FileNotFoundError:
         raise DataSourceError(f"{where} is missing: the pack is incomplete ({_PACK_HINT})") from None
-    config = index.get("config") if isinstance(index, dict) else None
-    chunks = index.get("chunks") if isinstance(index, dict) else None
-    if (
-        not isinstance(config, dict)
-        or config.get("data_format") != DATA_FORMAT
-        or config.get("compression") is not None
-        or config.get("encryption") is not None
-        or config.get("item_loader") != "PyTreeLoader"
-        or not isinstance(chunks, list)
-    ):
-        raise DataSourceError(
-            f"{where}: not an index the packer writes (item format {DATA_FORMAT}, uncompressed, unencrypted); "
-            "refusing to read it"
-        )
-    sizes = []
-    for chunk in chunks:
-        name = chunk.get("filename") if isinstance(chunk, dict) else None
-        size, nbytes = (chunk.get("chunk_size"), chunk.get("chunk_bytes")) if isinstance(chunk, dict) else (None, None)
-        if not isinstance(name, str) or not _CHUNK_NAME.match(name) or not isinstance(size, int) or size < 1:
-            raise DataSourceError(f"{where}: a chunk entry is malformed ({str(chunk)[:200]}); refusing to read it")
-        if not is_remote(root):
-            path = Path(root, split, name)
-            have = path.stat().st_size if path.is_file() else None
-            if have is None or (isinstance(nbytes, int) and have < nbytes):
-                state = "missing" if have is None else f"{have} bytes of {nbytes}"
+    chunks = check_index(index, where)
+    if not is_remote(root):
+        for chunk in chunks:
+            path = Path(root, split, chunk["filename"])
+            have = path.lstat().st_size if path.is_file() and not path.is_symlink() else None
+            if have != chunk["chunk_bytes"]:
+                state = "missing or not a regular file" if have is None else f"{have} bytes of {chunk['chunk_bytes']}"
                 raise DataSourceError(f"{path}: chunk {state}: the pack is incomplete or damaged ({_PACK_HINT})")
-        sizes.append(size)
+    sizes = [chunk["chunk_size"] for chunk in chunks]
     if sum(sizes) != count:
         raise DataSourceError(f"{where}: {sum(sizes)} photos, but {MANIFEST} says {count}; the pack is damaged")
     return sizes
@@ -245,21 +310,46 @@ class ShardSource(ImageSource):
                 # (decode 256 neighbours at once) would decode ~255 photos it then drops
                 batch_decode=0,
             )
+            self._opened[split] = self._verified(self._opened[split], split)
         return self._opened[split]
+
+    def _verified(self, dataset: Any, split: str) -> Any:
+        """The index LitData opened (for a URL: the copy it fetched) is the one :meth:`check`
+        accepted: a pack replaced or tampered with since (``pack --overwrite`` mid-run) is an
+        error, not photos read with another pack's indices."""
+        where = _join(self.root, split)
+        local = Path(dataset.input_dir.path, "index.json") if getattr(dataset.input_dir, "path", None) else None
+        if local is None or not local.is_file():
+            raise DataSourceError(f"{where}: LitData opened no index.json to check; refusing to read it")
+        chunks = check_index(_read_json(local.parent, "index.json"), local)
+        if [chunk["chunk_size"] for chunk in chunks] != self._chunks[split]:  # (len(dataset) is per DDP rank)
+            raise DataSourceError(f"{where}: the pack changed since this run checked it; restart the run")
+        return dataset
 
     def _item(self, index: int) -> tuple[str, dict[str, Any]]:
         if not 0 <= index < len(self):
             raise IndexError(f"photo {index} of {len(self)}")
         k = int(np.searchsorted(self._offsets, index, side="right") - 1)
-        split = SPLITS[k]
-        return split, self._dataset(split)[index - int(self._offsets[k])]
+        split, position = SPLITS[k], index - int(self._offsets[k])
+        dataset = self._dataset(split)
+        where = f"{_join(self.root, split)}[{position}]"
+        try:
+            item = dataset[position]
+        except Exception as error:  # noqa: BLE001 - a damaged chunk: skip the photo, name it
+            raise UnreadableImage(f"{where}: cannot read the packed photo ({type(error).__name__}: {error})") from error
+        if not (isinstance(item, dict) and isinstance(item.get("jpeg"), (bytes, memoryview))):
+            raise UnreadableImage(f"{where}: not a packed photo")
+        if not isinstance(item.get("name"), str):
+            raise UnreadableImage(f"{where}: a packed photo without a name")
+        return where, item
 
     def load(self, index: int, draft_size: int | None = None) -> Image.Image:
-        split, item = self._item(index)
-        name = f"{_join(self.root, split)}[{index - int(self._offsets[SPLITS.index(split)])}]"
-        if not isinstance(item, dict) or not isinstance(item.get("jpeg"), (bytes, memoryview)):
-            raise UnreadableImage(f"{name}: not a packed photo")
-        return decode_rgb(bytes(item["jpeg"]), f"{name} {item.get('name')}", draft_size, self.max_pixels)
+        where, item = self._item(index)
+        return decode_rgb(bytes(item["jpeg"]), f"{where} ({item['name']})", draft_size, self.max_pixels, ("JPEG",))
 
     def name(self, index: int) -> str:
-        return str(self._item(index)[1].get("name"))
+        try:
+            return self._item(index)[1]["name"]
+        except UnreadableImage:
+            k = int(np.searchsorted(self._offsets, index, side="right") - 1)
+            return f"{SPLITS[k]}[{index - int(self._offsets[k])}]"

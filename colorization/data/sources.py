@@ -194,13 +194,15 @@ class ImageFolder(ImageSource):
     def load(self, index: int, draft_size: int | None = None) -> Image.Image:
         return open_rgb(self.paths[index], draft_size=draft_size)
 
-    def fingerprint(self, index: int) -> tuple[str, int, int] | None:
-        """``(name, size, mtime in ns)`` of file ``index``, from one ``stat`` (the name: its
-        path inside the folders, which :attr:`cache_identity` names); ``None`` when it is gone
-        (the scan then decodes it, and finds it unreadable)."""
+    def fingerprint(self, index: int) -> tuple[str, int, int, int, int] | None:
+        """``(name, size, mtime, inode, ctime)`` of file ``index`` (times in ns), from one
+        ``stat`` (the name: its path inside the folders, which :attr:`cache_identity` names).
+        The inode and change time catch what size and mtime miss: a file replaced by a copy
+        that keeps both (``cp -p``, ``rsync -a``, ``tar x``), a retargeted link, a ``chmod``.
+        ``None`` when it is gone (the scan then decodes it, and finds it unreadable)."""
         try:
             stat = os.stat(self.paths[index])
-            return self.name(index), stat.st_size, stat.st_mtime_ns
+            return self.name(index), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns
         except (OSError, ValueError):
             return None
 

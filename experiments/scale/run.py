@@ -34,7 +34,6 @@ a Markdown summary on stdout (also ``results.md`` / ``results_quick.md`` next to
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import os
@@ -340,21 +339,6 @@ def data_module(overrides: list[str], work: Path):
     return hydra.utils.instantiate(cfg.data)
 
 
-@contextlib.contextmanager
-def _environment(env: dict[str, str]):
-    """``env`` set in ``os.environ`` inside the block (processes started there inherit it)."""
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def _endless(loader):
     while True:
         yield from loader
@@ -366,6 +350,8 @@ def loader_throughput(cases: dict[str, tuple[list[str], dict]], work: Path, warm
     ``batches`` of each timed in windows of ``window``, the cases taking turns window by
     window (the machine is shared: a change in its load falls on every case alike). Before
     each window, the batches its idle workers prefetched are taken untimed."""
+    from colorization.runtime import environment
+
     streams = {}
     for name, (overrides, env) in cases.items():
         module = data_module(overrides, work)
@@ -373,7 +359,7 @@ def loader_throughput(cases: dict[str, tuple[list[str], dict]], work: Path, warm
         module.prepare_data()
         module.setup("fit")
         setup_seconds = time.perf_counter() - start
-        with _environment(env):  # the workers start (fork) at the first batch
+        with environment(env):  # the workers start (fork) at the first batch
             batch_iter = _endless(module.train_dataloader())
             first = next(batch_iter)
         for _ in range(warmup - 1):
