@@ -350,6 +350,11 @@ class LabDataModule(SplitDataModule):
             raise DataSourceError(
                 f"too few usable photos{where}: {self.report.summary()}; {error}. Add photos or change data.fractions"
             ) from None
+        strategy = getattr(self.trainer, "strategy", None)
+        if packed is None and strategy is not None and getattr(self.trainer, "world_size", 1) > 1:
+            # every rank trains on rank 0's split: a file that changed, or failed to read for a
+            # moment, between two ranks' scans must not give them different lengths (a hang)
+            self.splits = strategy.broadcast(self.splits, src=0)
         for split, indices in self.splits.items():
             if indices:
                 train = split == "train"
