@@ -156,3 +156,21 @@ def test_a_corrupt_colour_profile_warns_and_keeps_the_pixels(tmp_path, photo):
     Image.fromarray(values).save(tmp_path / "bad.png", icc_profile=b"not a profile" * 30)
     with pytest.warns(UserWarning, match="colour profile could not be used"):
         assert np.array_equal(np.asarray(open_rgb(tmp_path / "bad.png")), values)
+
+
+def test_a_postscript_file_named_like_a_photo_is_unreadable_and_never_handed_to_ghostscript(tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    calls = []
+
+    def ghostscript(*args, **kwargs):
+        calls.append(args)
+        raise OSError("Ghostscript was asked to run the file")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    monkeypatch.setattr(EpsImagePlugin, "has_ghostscript", lambda: True)
+    path = tmp_path / "holiday.jpg"  # PostScript is a program: Pillow would let Ghostscript run it
+    path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n0 0 moveto 64 64 lineto stroke\nshowpage\n")
+    with pytest.raises(UnreadableImage, match="holiday.jpg"):
+        open_rgb(path)
+    assert not calls

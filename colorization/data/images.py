@@ -2,8 +2,9 @@
 
 Every image, whatever its mode (gray, RGBA, palette, 16-bit, CMYK, EXIF-rotated) and colour
 profile (Display P3, Adobe RGB, ...: converted), becomes an 8-bit sRGB ``PIL.Image``. Files
-Pillow cannot read (some 16-bit or multi-sample TIFFs) are retried with imageio. Anything that
-still fails raises :class:`UnreadableImage` naming the file, so callers can skip it and count it.
+Pillow cannot read (some 16-bit or multi-sample TIFFs) are retried with imageio's tifffile
+plugin. Only photo formats are ever tried (:data:`PHOTO_FORMATS`). Anything that still fails
+raises :class:`UnreadableImage` naming the file, so callers can skip it and count it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+#: what Pillow may decode a photo as (it goes by the bytes, not the file's name): photo
+#: formats only, never one that runs another program (EPS: Ghostscript) or parses exotic
+#: containers; the imageio fallback is tifffile only
+PHOTO_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM")
+
+
+@functools.cache
+def _photo_formats() -> list[str]:
+    """:data:`PHOTO_FORMATS` this Pillow can open (naming one needs all plugins registered)."""
+    Image.init()
+    return [name for name in PHOTO_FORMATS if name in Image.OPEN]
+
 
 #: the largest image (width x height) decoded by default, in training and ``colorize``;
 #: checked on the file's header, before any pixel is decoded (decompression bombs)
@@ -135,11 +148,11 @@ def pil_to_rgb(image: Image.Image) -> Image.Image:
 def _read_with_imageio(path: Path, max_pixels: int | None) -> Image.Image:
     import imageio.v3 as iio
 
-    shape = iio.improps(path).shape  # from the header: the size is checked before decoding
+    shape = iio.improps(path, plugin="tifffile").shape  # from the header: the size is checked before decoding
     planar = len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4)
     height, width = shape[-2:] if planar else shape[:2]
     check_pixels(path, int(width), int(height), max_pixels)
-    array = iio.imread(path)
+    array = iio.imread(path, plugin="tifffile")
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
         array = np.moveaxis(array, 0, -1)  # planar TIFF (C, H, W)
     return Image.fromarray(array_to_rgb(array))
@@ -193,7 +206,7 @@ def open_rgb(
     if Image.MAX_IMAGE_PIXELS is not None and (max_pixels is None or max_pixels > Image.MAX_IMAGE_PIXELS):
         Image.MAX_IMAGE_PIXELS = max_pixels  # our exact check below replaces Pillow's looser one
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=_photo_formats()) as image:
             return _decode(image, path, draft_size, max_pixels)
     except ImageTooLarge:  # do not retry: the fallback would decode it
         raise
