@@ -45,6 +45,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -584,7 +585,7 @@ def summary(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=None, help="corpus size (default 100000; --quick 2000)")
-    parser.add_argument("--work", type=Path, default=None, help="work folder (default /tmp/colorization-scale-N)")
+    parser.add_argument("--work", type=Path, default=None, help="work folder (default: TMPDIR/colorization-scale-N)")
     parser.add_argument("--pack-size", type=int, default=256, help="shorter side of packed photos, px")
     parser.add_argument("--quick", action="store_true", help="2,000 photos, fewer batches and repeats")
     parser.add_argument("--timeout", type=float, default=7200, help="seconds allowed to one train.py run")
@@ -598,7 +599,7 @@ def main() -> None:
         return
     photos = args.photos or (2000 if args.quick else 100_000)
     warmup, batches, window, repeats = (5, 40, 20, 1) if args.quick else (20, 200, 50, 3)
-    work = _work_folder(args.work or Path(f"/tmp/colorization-scale-{photos}"))
+    work = _work_folder(args.work or Path(tempfile.gettempdir()) / f"colorization-scale-{photos}")
     out = HERE / "output" / ("results_quick" if args.quick else "results")
 
     import lightning
