@@ -272,8 +272,8 @@ class LabDataModule(SplitDataModule):
         scan_workers: threads that check the files at set-up.
         lab: how batches become Lab on the device: ``fused`` (default) or ``kornia``
             (:data:`LAB_CONVERSIONS`).
-        scan_cache: where the set-up scan keeps each file's result, keyed by path, size and
-            modification time, so a rerun over unchanged files decodes none: ``"auto"``
+        scan_cache: where the set-up scan keeps each file's result, keyed by path, size,
+            times and inode, so a rerun over unchanged files decodes none: ``"auto"``
             (:func:`~colorization.data.scan.default_scan_cache`), a folder, or ``None``.
         shuffle_window: for a chunked source (``data=shards``): training order shuffles the
             chunks, and the photos within each window of this many consecutive chunks
