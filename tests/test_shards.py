@@ -330,3 +330,17 @@ def test_a_damaged_photo_in_a_chunk_is_unreadable_by_name_and_a_replaced_pack_is
 
 def source_folder_of(packed: Path) -> Path:
     return Path(json.loads((packed / "manifest.json").read_text())["sources"][0])
+
+
+def test_a_second_pack_into_the_same_out_waits_for_the_first(folder, tmp_path):
+    import os
+
+    work = tmp_path / "pack.partial"  # claimed by a running pack (here: this test's parent process)
+    work.mkdir()
+    (work / ".colorization-pack").write_text(f"{os.getppid()}\n")
+    with pytest.raises(DataSourceError, match="being written by another pack"):
+        pack([folder], tmp_path / "pack", **PACK)
+    assert work.is_dir() and not (tmp_path / "pack").exists()  # its work is left alone
+    (work / ".colorization-pack").write_text("999999999\n")  # its writer is gone: an interrupted pack
+    pack([folder], tmp_path / "pack", **PACK)
+    assert not work.exists() and len(ShardSource(tmp_path / "pack")) == 24

@@ -191,7 +191,6 @@ def pack(
     """Pack the photos under ``sources`` into ``out`` (see the module docstring); returns the
     manifest. Raises :class:`DataSourceError` naming the folder for a source that holds no
     photos, an ``out`` that is a pack (without ``overwrite``) or not a pack at all."""
-    import litdata
 
     out = Path(out).expanduser().absolute()
     work = out.with_name(out.name + ".partial")
@@ -231,8 +230,34 @@ def pack(
             return read_manifest(out)
         say(f"removing {work}, left by an interrupted pack; packing from the start", flush=True)
         shutil.rmtree(work)
-    workers = max(1, workers or _cores())
+    try:  # claimed at once (an atomic mkdir), so two packs into one OUT cannot both run
+        work.mkdir(parents=True)
+    except FileExistsError:
+        raise DataSourceError(f"{work} is being written by another pack; wait for it to end") from None
+    (work / MARKER).write_text(f"{os.getpid()}\nan unfinished pack of colorization.data.pack: safe to delete\n")
+    try:
+        manifest = _pack_into(work, sources, request, chunk_bytes, workers or _cores(), scan_cache, say, verbose)
+    except (DataSourceError, ValueError):
+        shutil.rmtree(work, ignore_errors=True)  # nothing worth keeping: a clear error instead
+        raise
+    _swap_in(work, out)
+    counts = manifest["counts"]
+    say(
+        f"packed {sum(counts.values())} photos ({', '.join(f'{s} {counts[s]}' for s in SPLITS)}) into {out}: "
+        f"{manifest['bytes'] / 2**20:.1f} MiB, {manifest['seconds']:.1f} s, {manifest['photos_per_second']} photos/s",
+        flush=True,
+    )
+    return manifest
 
+
+def _pack_into(
+    work: Path, sources: list, request: dict, chunk_bytes: str, workers: int, scan_cache, say, verbose: bool
+) -> dict:
+    """Scan, split and encode into the claimed folder ``work``; returns the manifest, written last."""
+    import litdata
+
+    size, quality, chroma = request["size"], request["quality"], request["chroma"]
+    fractions, seed, min_colorfulness = tuple(request["fractions"]), request["seed"], request["min_colorfulness"]
     start = time.perf_counter()
     source = ImageFolder([str(s) for s in sources] if len(sources) > 1 else str(sources[0]))
     say(f"scanning {len(source)} files under {', '.join(map(str, sources))} ...", flush=True)
@@ -251,8 +276,6 @@ def pack(
     scan_seconds = time.perf_counter() - start
     say(f"{report.summary()} ({scan_seconds:.1f} s); packing at {size} px with {workers} worker(s)", flush=True)
 
-    work.mkdir(parents=True)
-    (work / MARKER).write_text(f"{os.getpid()}\nan unfinished pack of colorization.data.pack: safe to delete\n")
     paths = [str(p) for p in source.paths]
     names = [source.name(i) for i in range(len(source))]
     encoder = _Encoder(paths, names, size, quality, chroma)
@@ -283,13 +306,7 @@ def pack(
         "format": FORMAT,
         "version": VERSION,
         "counts": counts,
-        "size": size,
-        "quality": quality,
-        "chroma": chroma,
-        "fractions": list(fractions),
-        "seed": seed,
-        "min_colorfulness": min_colorfulness,
-        "sources": [str(Path(s).expanduser().resolve()) for s in sources],
+        **request,
         "scanned": len(source),
         "skipped": {
             "unreadable": len(report.unreadable),
@@ -303,12 +320,6 @@ def pack(
         "litdata": litdata.__version__,
     }
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: now the pack is whole
-    _swap_in(work, out)
-    say(
-        f"packed {packed} photos ({', '.join(f'{s} {counts[s]}' for s in SPLITS)}) into {out}: "
-        f"{manifest['bytes'] / 2**20:.1f} MiB, {seconds:.1f} s, {manifest['photos_per_second']} photos/s",
-        flush=True,
-    )
     return manifest
 
 
