@@ -341,21 +341,12 @@ class LabDataModule(SplitDataModule):
                 self.report = scan_source(
                     self.source, self.min_colorfulness, self.scan_workers, cache_dir=self.scan_cache
                 )
-        try:
-            if packed is None:
-                self.splits = split_by_photo(self.report.kept, self.fractions, self.seed)
-        except ValueError as error:
-            root = getattr(self.source, "root", None)
-            folders = ", ".join(map(str, root)) if isinstance(root, (list, tuple)) else root
-            where = f" under {folders}" if root is not None else ""
-            raise DataSourceError(
-                f"too few usable photos{where}: {self.report.summary()}; {error}. Add photos or change data.fractions"
-            ) from None
-        strategy = getattr(self.trainer, "strategy", None)
-        if packed is None and strategy is not None and getattr(self.trainer, "world_size", 1) > 1:
-            # every rank trains on rank 0's split: a file that changed, or failed to read for a
-            # moment, between two ranks' scans must not give them different lengths (a hang)
-            self.splits = strategy.broadcast(self.splits, src=0)
+            self.splits = self._split(self.report)
+            strategy = getattr(self.trainer, "strategy", None)
+            if strategy is not None and getattr(self.trainer, "world_size", 1) > 1:
+                # every rank trains on rank 0's split: a file that changed, or failed to read for
+                # a moment, between two ranks' scans must not give them different lengths (a hang)
+                self.splits = strategy.broadcast(self.splits, src=0)
         for split, indices in self.splits.items():
             if indices:
                 train = split == "train"
@@ -376,6 +367,17 @@ class LabDataModule(SplitDataModule):
             self.report.summary(),
             ", ".join(f"{k} {self._describe(k)}" for k in self.splits),
         )
+
+    def _split(self, report: ScanReport) -> dict[str, list[int]]:
+        try:
+            return split_by_photo(report.kept, self.fractions, self.seed)
+        except ValueError as error:
+            root = getattr(self.source, "root", None)
+            folders = ", ".join(map(str, root)) if isinstance(root, (list, tuple)) else root
+            where = f" under {folders}" if root is not None else ""
+            raise DataSourceError(
+                f"too few usable photos{where}: {report.summary()}; {error}. Add photos or change data.fractions"
+            ) from None
 
     def _describe(self, split: str) -> str:
         count = len(self.splits[split])  # names only for a tiny split: a shard's name is a read
