@@ -3,13 +3,17 @@
     colorize old_photos/ scan.tif 'more/*.jpg' --ckpt logs/train/runs/<run>/checkpoints/last.ckpt -o colorized/
     colorize photo.jpg --ckpt vae.ckpt -o out/ --samples 4 --compare
     colorize photo.jpg --onnx colorizer.onnx -o out/        # an exported model, through onnxruntime
+    colorize home_movie.mov --ckpt last.ckpt -o out/        # video: out/home_movie.mp4, stabilised in time
     colorize-export --ckpt last.ckpt --format onnx -o colorizer.onnx
 
 The command line only: the work is in :mod:`colorization.inference` (the model, full-resolution
 composition, the batched run, export). A photo is decoded to 8-bit sRGB (any mode, EXIF
 rotation and colour profile applied) and seen as gray (its Lab lightness L); a copy whose
 shorter side is ``--size`` (aspect ratio kept) goes through the network and the predicted
-chroma joins the photo's own full-resolution L.
+chroma joins the photo's own full-resolution L. A video (.mp4, .mov, .mkv, .webm, .avi, .mpg)
+is coloured frame by frame in bounded memory, its chroma stabilised along the motion
+(``--temporal``), and written as H.264 MP4 with the same size, timestamps and audio
+(:mod:`colorization.inference.video`).
 
 Exit codes: 0; 1 when any input failed (one line each on stderr, the run goes on); 2 when
 nothing could start (bad checkpoint, model or options); 130 / 143 when stopped by SIGINT /
@@ -30,6 +34,7 @@ from colorization.data.images import DEFAULT_MAX_PIXELS
 from colorization.inference.export import SUFFIXES, export
 from colorization.inference.jobs import FORMATS, Summary, colorize
 from colorization.inference.model import MAX_SIZE, ColorizeError
+from colorization.inference.temporal import METHODS as TEMPORAL_METHODS
 from colorization.outputs import check_decoding
 from colorization.runtime import Interrupted, signals_interrupt
 
@@ -40,14 +45,14 @@ def colorize_parser() -> argparse.ArgumentParser:
         description="Colour gray (or colour, seen as gray) photos with a trained checkpoint, at full resolution. "
         "`colorize-export --help` exports a checkpoint to ONNX or torch.export.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders (recursive) or globs")
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--ckpt", help="checkpoint written by train.py")
     model.add_argument("--onnx", metavar="FILE", help="a model exported by colorize-export (onnxruntime, CPU)")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the colorized photos")
     parser.add_argument("--size", type=int, default=None, help="working size in px (default: the training crop size)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
-    parser.add_argument("--batch-size", type=int, default=4, help="photos per network batch (default 4)")
+    parser.add_argument("--batch-size", type=int, default=4, help="photos (video frames) per network batch (default 4)")
     parser.add_argument("--format", choices=sorted(FORMATS), default="png", help="output format (default png)")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
     parser.add_argument("--samples", type=int, default=0, help="also write K sampled colorizations (VAE models)")
@@ -64,6 +69,14 @@ def colorize_parser() -> argparse.ArgumentParser:
         default=None,
         help="bins models: share of the regression colour, 0..1 (default: the checkpoint's)",
     )
+    parser.add_argument(
+        "--temporal",
+        choices=sorted(TEMPORAL_METHODS),
+        default="flow",
+        help="videos: smooth the chroma along optical flow (flow, default), at fixed pixels (ema), or not (none); "
+        "reset at scene cuts",
+    )
+    parser.add_argument("--crf", type=int, default=18, help="videos: H.264 quality, 0 (lossless) .. 51 (default 18)")
     parser.add_argument("--compare", action="store_true", help="also write gray | colorized | original panels")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --samples draws")
@@ -107,6 +120,8 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         parser.error(f"--temperature / --mix: {error}")
     if not 1 <= getattr(args, "quality", 95) <= 100:
         parser.error("--quality must be in 1..100")
+    if not 0 <= getattr(args, "crf", 18) <= 51:
+        parser.error("--crf must be in 0..51")
 
 
 def _run(argv: Sequence[str] | None, parser: argparse.ArgumentParser, job) -> int:

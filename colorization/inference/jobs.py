@@ -1,5 +1,6 @@
 """The batched run of ``colorize``: inputs (files, folders, globs) to planned outputs, then
-the photos through the colorizer in batches, each photo on its own. A photo keeps its aspect
+the photos through the colorizer in batches, each photo on its own, then the videos one at a
+time, their frames in batches (:mod:`colorization.inference.video`). A photo keeps its aspect
 ratio at the working size (:func:`~colorization.inference.fullres.working_input`): photos of a
 batch with the same working shape go through the network together, the others one group per
 shape; a model of one square size (ONNX) gets each photo letterboxed.
@@ -43,6 +44,7 @@ from colorization.inference.model import (
     load_colorizer,
     pick_device,
 )
+from colorization.inference.video import VIDEO_EXTENSIONS, UnreadableVideo, colorize_video, is_own_video, is_video
 from colorization.io import remove_stale_temp_files, save_image_atomic
 
 FORMATS = {"png": ".png", "jpg": ".jpg"}
@@ -69,6 +71,8 @@ def output_mark(fmt: str) -> dict:
 
 def is_own_output(path: Path) -> bool:
     """Whether ``path`` carries :data:`OUTPUT_MARK` (reads the header only)."""
+    if is_video(path):
+        return is_own_video(path)
     try:
         with Image.open(path) as image:
             mark = image.info.get("Software") or image.info.get("comment") or ""
@@ -94,14 +98,14 @@ def expand_inputs(inputs: Sequence[str], out_dir: Path) -> tuple[list[tuple[Path
             return False
         return (out_resolved != folder and out_resolved.is_relative_to(folder)) or is_own_output(path)
 
-    wanted = {e.lower() for e in IMAGE_EXTENSIONS}
+    wanted = {e.lower() for e in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS}
     for arg in inputs:
         path = Path(arg).expanduser()
         if path.is_dir():
             candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
             files = [p for p in candidates if not earlier_output(p, path)]
             if not candidates:
-                errors.append(f"{path}: no images ({', '.join(sorted(wanted))}) in this folder")
+                errors.append(f"{path}: no images or videos ({', '.join(sorted(wanted))}) in this folder")
             found += [(p, p.relative_to(path)) for p in files]
         elif path.is_file():  # named explicitly: always an input
             candidates = files = [path]
@@ -121,17 +125,24 @@ def expand_inputs(inputs: Sequence[str], out_dir: Path) -> tuple[list[tuple[Path
 
 
 def plan(found: list[tuple[Path, Path]], out_dir: Path, fmt: str, samples: int, compare: bool) -> tuple[list, list]:
-    """Output paths for each input; refuses any output that is an input or another input's output."""
-    suffix = FORMATS[fmt]
+    """Output paths for each input; refuses any output that is an input or another input's
+    output. A video gets one output, ``<name>.mp4`` (``--format``, ``--samples`` and
+    ``--compare`` are for photos)."""
     inputs = {source.resolve() for source, _ in found}
     claimed: dict[Path, Path] = {}
     jobs, errors = [], []
     for source, relative in found:
         stem = out_dir / relative.with_suffix("")
-        outputs = {"colorized": stem.with_name(stem.name + suffix)}
-        outputs.update({f"sample{k}": stem.with_name(f"{stem.name}_sample{k}{suffix}") for k in range(1, samples + 1)})
-        if compare:
-            outputs["compare"] = stem.with_name(f"{stem.name}_compare{suffix}")
+        if is_video(source):
+            outputs = {"colorized": stem.with_name(stem.name + ".mp4")}
+        else:
+            suffix = FORMATS[fmt]
+            outputs = {"colorized": stem.with_name(stem.name + suffix)}
+            outputs.update(
+                {f"sample{k}": stem.with_name(f"{stem.name}_sample{k}{suffix}") for k in range(1, samples + 1)}
+            )
+            if compare:
+                outputs["compare"] = stem.with_name(f"{stem.name}_compare{suffix}")
         clash = next((p for p in outputs.values() if p.resolve() in inputs), None)
         taken = next((p for p in outputs.values() if p.resolve() in claimed), None)
         if source.resolve() in claimed.values():
@@ -179,30 +190,47 @@ def fixed_square_size(colorizer: Colorizer | OnnxColorizer) -> int | None:
     return colorizer.size if isinstance(colorizer, OnnxColorizer) else None
 
 
-@torch.no_grad()
-def predict(
-    colorizer: Colorizer | OnnxColorizer, photos: list[np.ndarray], device: torch.device, args: argparse.Namespace,
-    generator: torch.Generator,
-) -> dict[str, list[torch.Tensor]]:  # fmt: skip
-    """The predicted ab (2, h, w) of each photo, at its working shape: {"colorized": [...],
-    "sample1": [...], ...}, in the order of ``photos``. Photos of the same working shape run
-    as one network batch; a sample's latent z is drawn for all photos at once, in order, as
-    when the whole batch had one shape."""
+def network_inputs(
+    colorizer: Colorizer | OnnxColorizer, photos: list[np.ndarray], size: int
+) -> tuple[list[torch.Tensor], list[tuple[int, int, int, int] | None]]:
+    """Each photo's network input, normalised L (1, h, w), and its crop box in it (None: the
+    whole input; a box for a letterboxed square model)."""
     fixed = fixed_square_size(colorizer)
     inputs, boxes = [], []
     for rgb_u8 in photos:
         if fixed is None:
-            inputs.append(working_input(rgb_u8, args.size))
+            inputs.append(working_input(rgb_u8, size))
             boxes.append(None)
         else:
             l_norm, box = letterbox(rgb_u8, fixed)
             inputs.append(l_norm)
             boxes.append(box)
+    return inputs, boxes
+
+
+def crop(image: torch.Tensor, box: tuple[int, int, int, int] | None) -> torch.Tensor:
+    if box is None:
+        return image
+    top, left, h, w = box
+    return image[..., top : top + h, left : left + w]
+
+
+@torch.no_grad()
+def predict(
+    colorizer: Colorizer | OnnxColorizer, photos: list[np.ndarray], device: torch.device, args: argparse.Namespace,
+    generator: torch.Generator, samples: int | None = None, inputs: tuple[list, list] | None = None,
+) -> dict[str, list[torch.Tensor]]:  # fmt: skip
+    """The predicted ab (2, h, w) of each photo, at its working shape: {"colorized": [...],
+    "sample1": [...], ...}, in the order of ``photos``. Photos of the same working shape run
+    as one network batch; a sample's latent z is drawn for all photos at once, in order, as
+    when the whole batch had one shape. ``samples`` defaults to ``args.samples``;
+    ``inputs`` to :func:`network_inputs`."""
+    inputs, boxes = inputs or network_inputs(colorizer, photos, args.size)
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, l_norm in enumerate(inputs):
         groups.setdefault(tuple(l_norm.shape), []).append(i)
     kinds = {"colorized": None}
-    for k in range(1, args.samples + 1):
+    for k in range(1, (args.samples if samples is None else samples) + 1):
         kinds[f"sample{k}"] = torch.randn(len(photos), colorizer.latent_dim, device=device, generator=generator)
     predictions: dict[str, list[torch.Tensor]] = {kind: [None] * len(photos) for kind in kinds}
     for members in groups.values():
@@ -210,12 +238,32 @@ def predict(
         for kind, z in kinds.items():
             ab = colorizer(l_small) if z is None else colorizer(l_small, z[members])
             for j, i in enumerate(members):
-                if boxes[i] is not None:
-                    top, left, h, w = boxes[i]
-                    predictions[kind][i] = ab[j, :, top : top + h, left : left + w]
-                else:
-                    predictions[kind][i] = ab[j]
+                predictions[kind][i] = crop(ab[j], boxes[i])
     return predictions
+
+
+def colorize_videos(
+    jobs: list[Job], colorizer: Colorizer | OnnxColorizer, device: torch.device, args: argparse.Namespace,
+    summary: Summary,
+) -> None:  # fmt: skip
+    """Each video on its own (:func:`~colorization.inference.video.colorize_video`); one that
+    cannot be read or written is one error line, and the run goes on."""
+    generator = torch.Generator(device=device)
+
+    def frames_to_ab(frames: list[np.ndarray]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        inputs, boxes = network_inputs(colorizer, frames, args.size)
+        ab = predict(colorizer, frames, device, args, generator, samples=0, inputs=(inputs, boxes))["colorized"]
+        return [(crop(l_norm, box), a) for l_norm, box, a in zip(inputs, boxes, ab, strict=True)]
+
+    for job in jobs:
+        output = job.outputs["colorized"]
+        try:
+            result = colorize_video(job.source, output, frames_to_ab, args)
+        except (UnreadableVideo, OSError, RuntimeError, MemoryError) as error:
+            fail(summary, str(error) if str(job.source) in str(error) else f"{job.source}: {error}")
+            continue
+        summary.done += 1
+        print(result.line(job.source, output), flush=True)
 
 
 @torch.no_grad()
@@ -297,5 +345,10 @@ def colorize(args: argparse.Namespace, summary: Summary | None = None) -> Summar
     for folder in sorted({p.parent for job in jobs for p in job.outputs.values()}):
         if removed := remove_stale_temp_files(folder):
             print(f"colorize: removed {removed} temporary file(s) a killed run left in {folder}", file=sys.stderr)
-    colorize_jobs(jobs, colorizer, device, args, summary)
+    photos = [job for job in jobs if not is_video(job.source)]
+    videos = [job for job in jobs if is_video(job.source)]
+    if videos and (args.samples or args.compare):
+        print("colorize: --samples and --compare apply to photos; videos get their colorized video only", flush=True)
+    colorize_jobs(photos, colorizer, device, args, summary)
+    colorize_videos(videos, colorizer, device, args, summary)
     return summary
