@@ -136,12 +136,14 @@ def test_bad_videos_are_one_line_each_and_the_run_goes_on(ckpt, photos, tmp_path
     (folder / "moov_lost.mp4").write_bytes((folder / "good.mp4").read_bytes()[:3000])  # index at the end, cut off
     (folder / "noise.mov").write_bytes(np.random.default_rng(0).bytes(20_000))
     (folder / "empty.webm").write_bytes(b"")
+    gif = [Image.fromarray(f) for f in frames[:4]]  # FFmpeg decodes GIF, but only video containers are opened
+    gif[0].save(folder / "animation.mp4", format="GIF", save_all=True, append_images=gif[1:])
     Image.fromarray(photos["coffee"]).save(folder / "photo.jpg")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert main([str(folder), "--ckpt", str(ckpt), "-o", str(tmp_path / "out")]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(errors) == 4, errors
-    for name in ("truncated.mp4", "moov_lost.mp4", "noise.mov", "empty.webm"):
+    assert len(errors) == 5, errors
+    for name in ("truncated.mp4", "moov_lost.mp4", "noise.mov", "empty.webm", "animation.mp4"):
         assert sum(name in line for line in errors) == 1, (name, errors)
     assert "truncated or damaged" in next(line for line in errors if "truncated.mp4" in line)
     written = sorted(p.name for p in (tmp_path / "out").iterdir())

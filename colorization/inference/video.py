@@ -68,7 +68,10 @@ def open_video(path: Path):
     try:
         return av.open(str(path), options=dict(_OPEN_OPTIONS))
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as error:
-        raise UnreadableVideo(f"{path}: not a readable video ({_reason(error)})") from None
+        raise UnreadableVideo(
+            f"{path}: not a readable video in a container read here (MP4/MOV, Matroska/WebM, AVI, MPEG-PS/TS; "
+            f"FFmpeg: {_reason(error)})"
+        ) from None
 
 
 def _reason(error: BaseException) -> str:
