@@ -249,3 +249,18 @@ def test_unknown_temporal_method_is_refused():
         TemporalStabilizer("median")
     with pytest.raises(SystemExit):
         main(["x.mp4", "--ckpt", "c.ckpt", "-o", "out", "--temporal", "median"])
+
+
+def test_video_through_an_exported_onnx_model_matches_the_checkpoint(ckpt, photos, tmp_path):
+    from colorization.colorize import export_main
+
+    write_clip(tmp_path / "clip.mp4", pan(photos["coffee"], 6, 80, 48), audio=None)  # letterboxed for ONNX
+    assert export_main(["--ckpt", str(ckpt), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 0
+    for name, model in (("onnx", ["--onnx", str(tmp_path / "m.onnx")]), ("ckpt", ["--ckpt", str(ckpt)])):
+        assert main([str(tmp_path / "clip.mp4"), *model, "-o", str(tmp_path / name), "--crf", "0"]) == 0
+    with av.open(str(tmp_path / "onnx" / "clip.mp4")) as a, av.open(str(tmp_path / "ckpt" / "clip.mp4")) as b:
+        pairs = list(zip(a.decode(video=0), b.decode(video=0), strict=True))
+    assert len(pairs) == 6
+    for x, y in pairs:
+        x, y = (f.to_ndarray(format="rgb24").astype(np.int16) for f in (x, y))
+        assert x.shape == (48, 80, 3) and np.abs(x - y).mean() < 2.0
