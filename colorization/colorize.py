@@ -4,6 +4,8 @@
     colorize photo.jpg --ckpt vae.ckpt -o out/ --samples 4 --compare
     colorize photo.jpg --onnx colorizer.onnx -o out/        # an exported model, through onnxruntime
     colorize home_movie.mov --ckpt last.ckpt -o out/        # video: out/home_movie.mp4, stabilised in time
+    colorize photo.jpg --ckpt hints.ckpt -o out/ --hints hints.json   # user colour hints (model.hints=true)
+    colorize serve --ckpt-dir logs/train/runs               # a web page on http://127.0.0.1:7860
     colorize-export --ckpt last.ckpt --format onnx -o colorizer.onnx
 
 The command line only: the work is in :mod:`colorization.inference` (the model, full-resolution
@@ -77,6 +79,12 @@ def colorize_parser() -> argparse.ArgumentParser:
         "reset at scene cuts",
     )
     parser.add_argument("--crf", type=int, default=18, help="videos: H.264 quality, 0 (lossless) .. 51 (default 18)")
+    parser.add_argument(
+        "--hints",
+        metavar="FILE.json",
+        help='colour hints for a model trained with them (model.hints=true): {"points": [{"x": 120, "y": 45, '
+        '"color": "#c0392b", "size": 5}]}, pixels of the photo (size optional); applied to every photo',
+    )
     parser.add_argument("--compare", action="store_true", help="also write gray | colorized | original panels")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --samples draws")
@@ -152,7 +160,13 @@ def _export_job(args: argparse.Namespace, summary: Summary) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``colorize INPUT... --ckpt CKPT -o OUTDIR``; returns the exit code."""
+    """``colorize INPUT... --ckpt CKPT -o OUTDIR`` or ``colorize serve --ckpt-dir DIR``; returns
+    the exit code. (A photo named ``serve`` is ``./serve``.)"""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        from colorization.serve import serve_main
+
+        return serve_main(argv[1:])
     return _run(argv, colorize_parser(), _colorize_job)
 
 

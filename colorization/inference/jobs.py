@@ -28,6 +28,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from colorization.data.images import IMAGE_EXTENSIONS, UnreadableImage, open_rgb
+from colorization.hints import Hint, HintsError, hint_channels, read_hints
 from colorization.inference.fullres import (
     comparison,
     compose_full_resolution,
@@ -35,6 +36,7 @@ from colorization.inference.fullres import (
     is_gray,
     letterbox,
     working_input,
+    working_shape,
 )
 from colorization.inference.model import (
     ColorizeError,
@@ -219,12 +221,14 @@ def crop(image: torch.Tensor, box: tuple[int, int, int, int] | None) -> torch.Te
 def predict(
     colorizer: Colorizer | OnnxColorizer, photos: list[np.ndarray], device: torch.device, args: argparse.Namespace,
     generator: torch.Generator, samples: int | None = None, inputs: tuple[list, list] | None = None,
+    hints: list[torch.Tensor] | None = None,
 ) -> dict[str, list[torch.Tensor]]:  # fmt: skip
     """The predicted ab (2, h, w) of each photo, at its working shape: {"colorized": [...],
     "sample1": [...], ...}, in the order of ``photos``. Photos of the same working shape run
     as one network batch; a sample's latent z is drawn for all photos at once, in order, as
     when the whole batch had one shape. ``samples`` defaults to ``args.samples``;
-    ``inputs`` to :func:`network_inputs`."""
+    ``inputs`` to :func:`network_inputs`; ``hints``: each photo's hint channels (1, 3, h, w) at
+    its working shape (a hints model; None: nothing revealed)."""
     inputs, boxes = inputs or network_inputs(colorizer, photos, args.size)
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, l_norm in enumerate(inputs):
@@ -235,11 +239,30 @@ def predict(
     predictions: dict[str, list[torch.Tensor]] = {kind: [None] * len(photos) for kind in kinds}
     for members in groups.values():
         l_small = torch.stack([inputs[i] for i in members]).to(device)
+        given = None if hints is None else torch.cat([hints[i] for i in members]).to(device)
         for kind, z in kinds.items():
-            ab = colorizer(l_small) if z is None else colorizer(l_small, z[members])
+            extra = {} if given is None else {"hints": given}
+            ab = colorizer(l_small, **extra) if z is None else colorizer(l_small, z[members], **extra)
             for j, i in enumerate(members):
                 predictions[kind][i] = crop(ab[j], boxes[i])
     return predictions
+
+
+def with_hints(
+    loaded: list[tuple], hints: list[Hint], colorizer: Colorizer | OnnxColorizer, args: argparse.Namespace,
+    summary: Summary,
+) -> tuple[list[tuple], list[torch.Tensor]]:  # fmt: skip
+    """The photos whose hints fit (one error line for each other) and their hint channels."""
+    kept, channels = [], []
+    for job, rgb_u8, start in loaded:
+        working = working_shape(*rgb_u8.shape[:2], args.size)
+        try:
+            channels.append(hint_channels(hints, rgb_u8.shape[:2], working))
+        except HintsError as error:
+            fail(summary, f"{job.source}: --hints: {error}")
+            continue
+        kept.append((job, rgb_u8, start))
+    return kept, channels
 
 
 def colorize_videos(
@@ -271,6 +294,7 @@ def colorize_jobs(
     jobs: list[Job], colorizer: Colorizer | OnnxColorizer, device: torch.device, args: argparse.Namespace,
     summary: Summary,
 ) -> None:  # fmt: skip
+    hints = getattr(args, "hint_points", None)
     save_kwargs = {"quality": args.quality} if args.format == "jpg" else {}
     save_kwargs.update(output_mark(args.format))
     generator = torch.Generator(device=device).manual_seed(args.seed)
@@ -283,9 +307,15 @@ def colorize_jobs(
                 fail(summary, str(error) if str(job.source) in str(error) else f"{job.source}: {error}")
                 continue
             loaded.append((job, rgb_u8, time.perf_counter()))
+        if hints is not None:
+            loaded, given = with_hints(loaded, hints, colorizer, args, summary)
         if not loaded:
             continue
-        predictions = predict(colorizer, [rgb for _, rgb, _ in loaded], device, args, generator)
+        inputs = network_inputs(colorizer, [rgb for _, rgb, _ in loaded], args.size)
+        predictions = predict(
+            colorizer, [rgb for _, rgb, _ in loaded], device, args, generator, inputs=inputs,
+            hints=None if hints is None else given,
+        )  # fmt: skip
         for i, (job, rgb_u8, start) in enumerate(loaded):
             try:
                 colorized = {}
@@ -339,6 +369,13 @@ def colorize(args: argparse.Namespace, summary: Summary | None = None) -> Summar
     if not jobs:
         return summary
     colorizer, device = load_model(args)
+    if getattr(args, "hints", None):
+        if not getattr(colorizer, "takes_hints", False):
+            raise ColorizeError("--hints needs a checkpoint trained with hints (model.hints=true); this one was not")
+        try:
+            args.hint_points = read_hints(args.hints)
+        except HintsError as error:
+            raise ColorizeError(f"--hints {error}") from None
     if args.samples and not colorizer.can_sample:
         raise ColorizeError("--samples needs a model that can sample (model=vae); this one cannot")
     check_size(colorizer, args.size, device)
@@ -347,8 +384,8 @@ def colorize(args: argparse.Namespace, summary: Summary | None = None) -> Summar
             print(f"colorize: removed {removed} temporary file(s) a killed run left in {folder}", file=sys.stderr)
     photos = [job for job in jobs if not is_video(job.source)]
     videos = [job for job in jobs if is_video(job.source)]
-    if videos and (args.samples or args.compare):
-        print("colorize: --samples and --compare apply to photos; videos get their colorized video only", flush=True)
+    if videos and (args.samples or args.compare or getattr(args, "hints", None)):
+        print("colorize: --samples, --compare and --hints apply to photos; videos get their colorized video only")
     colorize_jobs(photos, colorizer, device, args, summary)
     colorize_videos(videos, colorizer, device, args, summary)
     return summary

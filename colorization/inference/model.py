@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from colorization.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, net_from_checkpoint
+from colorization.hints import no_hints
 from colorization.outputs import OUTPUTS, TEMPERATURE, check_decoding, output_space
 
 #: the largest working size (px) a checkpoint or --size may ask for
@@ -26,7 +27,9 @@ class Colorizer(nn.Module):
     [-1, 1] -> normalised ab ``(B, 2, H, W)`` (Lab chroma / 110), whatever the model's
     output space (:mod:`colorization.outputs`; ``bins`` decoded at the checkpoint's
     temperature and mix unless :meth:`decoding` changes them). ``forward(l, z)`` takes a
-    latent ``z`` for VAE samples."""
+    latent ``z`` for VAE samples; ``forward(l, hints=h)`` the hint channels (B, 3, H, W) of a
+    model trained with hints (:mod:`colorization.hints`; none given: nothing revealed): the
+    revealed patches keep exactly the given colour, the network colours the rest."""
 
     def __init__(
         self,
@@ -35,9 +38,11 @@ class Colorizer(nn.Module):
         can_sample: bool = False,
         temperature: float | None = None,
         mix: float | None = None,
+        hints: bool = False,
     ) -> None:
         super().__init__()
         self.net, self.space, self.can_sample = net, output_space(output, temperature, mix), can_sample
+        self.takes_hints = bool(hints)
         self.output = self.space.name
         self.latent_dim = getattr(net, "latent_dim", 0) if can_sample else 0
 
@@ -51,8 +56,9 @@ class Colorizer(nn.Module):
             )
         described = spec()
         return cls(
-            module.net, described["output"], described["samples"], described.get("temperature"), described.get("mix")
-        )
+            module.net, described["output"], described["samples"], described.get("temperature"), described.get("mix"),
+            described.get("hints", False),
+        )  # fmt: skip
 
     def decoding(self, temperature: float | None = None, mix: float | None = None) -> None:
         """Change how a ``bins`` model turns its prediction into colour (``colorize
@@ -67,9 +73,19 @@ class Colorizer(nn.Module):
         except ValueError as error:
             raise ColorizeError(str(error)) from None
 
-    def forward(self, l_norm: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        pred = self.net(l_norm) if z is None else self.net.decode(l_norm, z)
-        return self.space.to_ab(pred, l_norm.shape[-2:])
+    def forward(
+        self, l_norm: torch.Tensor, z: torch.Tensor | None = None, hints: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if hints is not None and not self.takes_hints:
+            raise ColorizeError("this model was trained without hints (train one with model.hints=true)")
+        if not self.takes_hints:
+            pred = self.net(l_norm) if z is None else self.net.decode(l_norm, z)
+            return self.space.to_ab(pred, l_norm.shape[-2:])
+        hints = no_hints(l_norm) if hints is None else hints.to(l_norm)
+        x = torch.cat([l_norm, hints], dim=1)
+        ab = self.space.to_ab(self.net(x) if z is None else self.net.decode(x, z), l_norm.shape[-2:])
+        # a revealed patch gets the colour the user gave (the network spreads it around)
+        return torch.where(hints[:, 2:] > 0, hints[:, :2], ab)
 
 
 def _inference_spec(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
@@ -83,7 +99,13 @@ def _inference_spec(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
         check_decoding(temperature, mix) if decoding_ok else None
     except ValueError:
         decoding_ok = False
-    if spec.get("output") not in OUTPUTS or not isinstance(spec.get("samples"), bool) or not decoding_ok:
+    hints_ok = isinstance(spec.get("hints", False), bool)
+    if (
+        spec.get("output") not in OUTPUTS
+        or not isinstance(spec.get("samples"), bool)
+        or not decoding_ok
+        or not hints_ok
+    ):
         raise ColorizeError(f"the checkpoint's inference description is not one this version reads: {spec!r:.120}")
     return spec
 
@@ -96,8 +118,9 @@ def colorizer_from_checkpoint(checkpoint: dict[str, Any]) -> Colorizer:
     if spec is None or "net" not in (checkpoint["colorization_config"].get("model") or {}):
         return Colorizer.from_module(model_from_checkpoint(checkpoint))
     return Colorizer(
-        net_from_checkpoint(checkpoint), spec["output"], spec["samples"], spec.get("temperature"), spec.get("mix")
-    )
+        net_from_checkpoint(checkpoint), spec["output"], spec["samples"], spec.get("temperature"), spec.get("mix"),
+        spec.get("hints", False),
+    )  # fmt: skip
 
 
 def load_colorizer(ckpt: str | Path, device: torch.device) -> tuple[Colorizer, int]:

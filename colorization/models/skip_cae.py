@@ -6,6 +6,9 @@ concatenated skip from the encoder level of the same size; a last 3x3 convolutio
 input again and predicts the colour. BatchNorm and LeakyReLU(0.1) throughout (seed 004).
 Seed 002's ``ColorAutoEncoder`` is ``width=64, depth=4, output=rgb``.
 
+With ``hints=True`` the input also holds three hint channels (hint a, hint b, mask:
+:mod:`colorization.hints`), so the net takes ``in_channels + 3``.
+
 With ``global_dim > 0`` a global vector (pretrained classifier features, a latent code) is
 fused at the bottleneck (:class:`GlobalFusion`): the fusion model and the conditional VAE
 decoder are this network.
@@ -20,6 +23,7 @@ import math
 import torch
 from torch import nn
 
+from colorization.hints import HINT_CHANNELS
 from colorization.models.blocks import ConvBNAct, GlobalFusion, UpConvBNAct, colour_head
 from colorization.outputs import output_space
 
@@ -40,8 +44,11 @@ class SkipCAE(nn.Module):
         max_width: int = 512,
         output: str = "ab",
         global_dim: int = 0,
+        hints: bool = False,
     ) -> None:
         super().__init__()
+        self.hints = bool(hints)
+        in_channels = in_channels + (HINT_CHANNELS if hints else 0)
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         stop = int(math.log2(output_space(output).stride))  # decoder ends at level stop - 1 (stride 2**stop)

@@ -16,6 +16,11 @@ ResNet U-Net, DDColor's ConvNeXt encoder make the same bet).
 * Any input size: the input is padded (edge pixels repeated) to a multiple of 32 and the
   prediction cropped back.
 * ``output=bins`` predicts at 1/4 of the input size (Zhang et al.), the others at full size.
+* ``hints=True`` (user colour hints, :mod:`colorization.hints`): the input is ``[L, hint a,
+  hint b, mask]``; the encoder sees the gray photo with the revealed colours painted in (RGB, as
+  it was trained on colour photos), and every decoder level gets the hints pooled to its size
+  (revealed ab averaged over the revealed pixels, and the revealed share), so a hint steers a
+  region as large as that level sees.
 * ``freeze_encoder(True)``: the encoder gets no gradient and its BatchNorm stays in eval
   mode (``model.freeze_epochs`` of :class:`~colorization.tasks.ColorizationModule` drives it).
 
@@ -31,12 +36,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colorization.color import gray_rgb
+from colorization.color import gray_rgb, lab_norm_to_rgb
+from colorization.hints import HINT_CHANNELS
 from colorization.models.backbones import BACKBONES, efficientnet_lite0_features
 from colorization.models.blocks import ConvBNAct, colour_head
 from colorization.outputs import output_space
 
 ENCODER_CHANNELS = (16, 24, 40, 112, 320)  # strides 2, 4, 8, 16, 32
+
+
+def pool_hints(hints: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Hint channels (B, 3, H, W) at a coarser ``size``: the revealed ab averaged over the revealed
+    pixels of each cell, and the revealed share of the cell."""
+    mask = hints[:, 2:]
+    pooled = F.adaptive_avg_pool2d(torch.cat([hints[:, :2] * mask, mask], dim=1), size)
+    share = pooled[:, 2:]
+    return torch.cat([pooled[:, :2] / share.clamp(min=1e-6), share], dim=1)
 
 
 class DecoderBlock(nn.Module):
@@ -71,6 +86,7 @@ class EffNetUNet(nn.Module):
         output: str = "ab",
         pretrained: bool = True,
         decoder_widths: tuple[int, ...] = (128, 96, 64, 32, 16),
+        hints: bool = False,
     ) -> None:
         super().__init__()
         if len(decoder_widths) != 5:
@@ -80,7 +96,9 @@ class EffNetUNet(nn.Module):
         self.encoder = efficientnet_lite0_features(pretrained)
         self.encoder_frozen = False
         levels = 5 - int(math.log2(self.space.stride))  # decoder blocks: down to stride 1 (or 4)
-        skips = (*ENCODER_CHANNELS[3::-1], 1)  # strides 16, 8, 4, 2, and the input L
+        self.hints = bool(hints)
+        extra = HINT_CHANNELS if hints else 0
+        skips = tuple(c + extra for c in (*ENCODER_CHANNELS[3::-1], 1))  # strides 16, 8, 4, 2, and the input
         widths = [ENCODER_CHANNELS[-1], *decoder_widths]
         self.decoder = nn.ModuleList(
             DecoderBlock(widths[i], skips[i], widths[i + 1], convs=2 if i < 3 else 1) for i in range(levels)
@@ -105,8 +123,13 @@ class EffNetUNet(nn.Module):
         height, width = l_norm.shape[-2:]
         pad_h, pad_w = -height % self.multiple, -width % self.multiple
         x = F.pad(l_norm, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else l_norm
-        features = self.encoder(self.normalize(gray_rgb(x)))
-        skips = [*features[3::-1], x]
+        if not self.hints:
+            features = self.encoder(self.normalize(gray_rgb(x)))
+            skips = [*features[3::-1], x]
+        else:
+            hints = x[:, 1:]
+            features = self.encoder(self.normalize(lab_norm_to_rgb(x[:, :1], hints[:, :2] * hints[:, 2:])))
+            skips = [torch.cat([f, pool_hints(hints, f.shape[-2:])], dim=1) for f in features[3::-1]] + [x]
         h = features[-1]
         for block, skip in zip(self.decoder, skips):
             h = block(h, skip)

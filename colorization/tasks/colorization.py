@@ -12,12 +12,16 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 
 from colorization import ab_bins
 from colorization.color import AB_SCALE, gray_rgb, rgb_to_lab_norm
+from colorization.hints import sample_hints
 from colorization.losses import colorfulness_shortfall, get_loss
 from colorization.metrics import AbAuC, AbR2, Colorfulness, ColorfulnessGap, DeltaE2000
 from colorization.outputs import TEMPERATURE, BinsSpace, output_space, upsample
 from colorization.tasks.base import ConfiguredModule, OptimizerFactory, SchedulerFactory
 
 log = logging.getLogger(__name__)
+
+#: validation / test hints of batch i are drawn with seed HINT_SEED + i
+HINT_SEED = 20170
 
 
 def rgb_metrics(prefix: str) -> MetricCollection:
@@ -58,6 +62,10 @@ class ColorizationModule(ConfiguredModule):
         colorfulness_weight: weight of the colourfulness objective
             (:func:`~colorization.losses.colorfulness_shortfall`: how far each prediction's
             colourfulness falls short of its truth's); 0 disables it.
+        hints: user colour hints (Zhang et al. 2017, :mod:`colorization.hints`): the net also
+            sees hint ab + mask channels, drawn from the true ab in training (random) and in
+            validation / test (seeded by the batch index: the same every epoch); nets with
+            ``hints`` (skip_cae, unet), whose ``net.hints`` must be true as well.
         freeze_epochs, encoder_lr_scale: for nets with a pretrained encoder
             (``freeze_encoder``): the encoder is frozen (no gradient, BatchNorm in eval mode) for
             the first ``freeze_epochs`` epochs, then trained at ``encoder_lr_scale`` times the
@@ -98,6 +106,7 @@ class ColorizationModule(ConfiguredModule):
         colorfulness_weight: float = 0.0,
         freeze_epochs: int = 0,
         encoder_lr_scale: float = 1.0,
+        hints: bool = False,
     ) -> None:
         super().__init__(optimizer, scheduler, monitor)
         # modules and callables stay out of hparams: checkpoints must load with weights_only=True
@@ -114,6 +123,11 @@ class ColorizationModule(ConfiguredModule):
             raise ValueError("model.rebalance_lambda must be in [0, 1], rebalance_batches >= 1, weights >= 0")
         if freeze_epochs < 0 or encoder_lr_scale < 0:
             raise ValueError("model.freeze_epochs and model.encoder_lr_scale must be >= 0")
+        if bool(hints) != bool(getattr(net, "hints", False)):
+            raise ValueError(
+                f"model.hints={str(bool(hints)).lower()}: {type(net).__name__} "
+                + ("takes no hint channels; use model=skip_cae or model=unet" if hints else "was built with hints")
+            )
         self.net = net
         self.criterion = get_loss(loss)
         if isinstance(self.space, BinsSpace):  # class weights of the training split, in the checkpoint
@@ -147,11 +161,17 @@ class ColorizationModule(ConfiguredModule):
         return self.space.to_rgb(l_norm, pred)
 
     def prepare_batch(self, batch: dict[str, torch.Tensor], stage: str, batch_idx: int) -> dict[str, torch.Tensor]:
-        """Model-specific input changes on the device (degradations, masks); none here."""
+        """Model-specific input changes on the device (degradations, masks): here the colour
+        hints of a ``hints`` model (random in training, seeded by ``batch_idx`` otherwise)."""
+        if self.hparams.get("hints") and "hints" not in batch:
+            generator = None if stage == "train" else torch.Generator().manual_seed(HINT_SEED + batch_idx)
+            batch = {**batch, "hints": sample_hints(batch["ab"], generator)}
         return batch
 
     def network_input(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """What the net sees: the gray photo's normalised L."""
+        """What the net sees: the gray photo's normalised L (and the hint channels)."""
+        if self.hparams.get("hints"):
+            return torch.cat([batch["L"], batch["hints"]], dim=1)
         return batch["L"]
 
     def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -213,7 +233,7 @@ class ColorizationModule(ConfiguredModule):
         """What ``colorize`` needs to run the net alone, written into every checkpoint
         (``checkpoint["inference"]``): the output space, whether the net samples (a VAE), and
         the decoding of ``bins``. A new task or output head says it here; no inference file changes."""
-        spec: dict[str, object] = {"output": self.output, "samples": False}
+        spec: dict[str, object] = {"output": self.output, "samples": False, "hints": bool(self.hparams.get("hints"))}
         if isinstance(self.space, BinsSpace):
             spec.update(temperature=float(self.space.temperature), mix=float(self.space.mix))
         return spec
