@@ -45,7 +45,8 @@ def colorize_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="colorize",
         description="Colour gray (or colour, seen as gray) photos with a trained checkpoint, at full resolution. "
-        "`colorize-export --help` exports a checkpoint to ONNX or torch.export.",
+        "`colorize-export --help` exports a checkpoint to ONNX or torch.export; "
+        "`colorize serve --help` starts a web page.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders (recursive) or globs")
     model = parser.add_mutually_exclusive_group(required=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def paint(
 ) -> torch.Tensor:  # fmt: skip
     """Hint channels ``(B, 3, H, W)`` for points ``(image index, y, x, patch side)``; each patch
     is filled with ``colours`` (P, 2) when given, else with the mean of ``ab`` (B, 2, H, W) over
-    it. Overlapping patches average. Vectorised: no loop over points."""
+    it (a summed-area table: memory does not grow with the number of points). Overlapping
+    patches average."""
     batch, _, height, width = ab.shape
     device = ab.device
     hints = torch.zeros(batch, HINT_CHANNELS, height, width, device=device, dtype=ab.dtype)
@@ -50,19 +52,19 @@ def paint(
     left = (xs - (sizes - 1) // 2).clamp(0, width - 1)
     bottom = (top + sizes).clamp(max=height)
     right = (left + sizes).clamp(max=width)
-    rows = torch.arange(height, device=device)
-    cols = torch.arange(width, device=device)
-    in_rows = ((rows[None] >= top[:, None]) & (rows[None] < bottom[:, None])).to(ab.dtype)  # (P, H)
-    in_cols = ((cols[None] >= left[:, None]) & (cols[None] < right[:, None])).to(ab.dtype)  # (P, W)
-    boxes = in_rows[:, :, None] * in_cols[:, None, :]  # (P, H, W)
     if colours is None:
-        area = boxes.sum(dim=(1, 2)).clamp(min=1)
-        colours = torch.einsum("phw,pchw->pc", boxes, ab[image]) / area[:, None]
-    count = torch.zeros(batch, height, width, device=device, dtype=ab.dtype).index_add_(0, image, boxes)
-    total = torch.zeros(batch, 2, height, width, device=device, dtype=ab.dtype)
-    total.index_add_(0, image, boxes[:, None] * colours[:, :, None, None].to(ab.dtype))
-    hints[:, :2] = total / count.clamp(min=1)[:, None]
-    hints[:, 2] = (count > 0).to(ab.dtype)
+        table = F.pad(ab.double().cumsum(2).cumsum(3), (1, 0, 1, 0))  # (B, 2, H + 1, W + 1)
+        corners = table[image, :, bottom, right] - table[image, :, top, right]
+        corners = corners - table[image, :, bottom, left] + table[image, :, top, left]
+        colours = corners / ((bottom - top) * (right - left)).clamp(min=1)[:, None]
+    colours = colours.to(device=device, dtype=ab.dtype)
+    boxes = zip(*(v.tolist() for v in (image, top, bottom, left, right)), strict=True)
+    for i, (b, y0, y1, x0, x1) in enumerate(boxes):
+        hints[b, :2, y0:y1, x0:x1] += colours[i, :, None, None]
+        hints[b, 2, y0:y1, x0:x1] += 1
+    count = hints[:, 2:]
+    hints[:, :2] /= count.clamp(min=1)
+    hints[:, 2] = (count[:, 0] > 0).to(ab.dtype)
     return hints
 
 
@@ -141,12 +143,9 @@ class Hint:
 
 
 def _colour(value: object, where: str) -> tuple[int, int, int]:
-    if isinstance(value, str) and len(value) == 7 and value[0] == "#":
-        try:
-            return tuple(int(value[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
-        except ValueError:
-            pass
-    elif isinstance(value, list) and len(value) == 3 and all(type(v) is int and 0 <= v <= 255 for v in value):
+    if isinstance(value, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+        return tuple(int(value[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+    if isinstance(value, list) and len(value) == 3 and all(type(v) is int and 0 <= v <= 255 for v in value):
         return tuple(value)  # type: ignore[return-value]
     raise HintsError(f"{where}: 'color' must be '#rrggbb' or [r, g, b] with 0..255, got {value!r:.60}")
 
@@ -167,7 +166,7 @@ def parse_hints(data: object, source: str = "hints") -> list[Hint]:
         if not isinstance(point, dict) or not {"x", "y", "color"} <= set(point) <= {"x", "y", "color", "size"}:
             raise HintsError(f"{where}: needs 'x', 'y', 'color' (and optionally 'size'), got {point!r:.80}")
         x, y, size = point["x"], point["y"], point.get("size")
-        if not all(type(v) in (int, float) and math.isfinite(v) for v in (x, y)):
+        if not all(type(v) in (int, float) and abs(v) < 2**31 and math.isfinite(v) for v in (x, y)):
             raise HintsError(f"{where}: 'x' and 'y' must be numbers (pixels of the photo)")
         if size is not None and not (type(size) is int and 1 <= size <= MAX_PATCH):
             raise HintsError(f"{where}: 'size' must be a whole number of pixels in 1..{MAX_PATCH}")
@@ -187,7 +186,7 @@ def read_hints(path: str | Path) -> list[Hint]:
         raise HintsError(f"{path}: larger than {MAX_HINTS_BYTES // 1024} KiB; not a hints file")
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:  # ValueError: JSONDecodeError, huge ints
         raise HintsError(f"{path}: not JSON ({error})") from None
     return parse_hints(data, str(path))
 

@@ -13,7 +13,10 @@ one handler and one page (no framework, no new dependency, nothing fetched from 
 the page), every request and error is under our control (size checks before reading, messages
 in the page), and the browser test drives plain HTML elements.
 
-Safety (a visitor is untrusted): it listens on 127.0.0.1 unless ``--host`` says otherwise;
+Safety (a visitor is untrusted): it listens on 127.0.0.1 unless ``--host`` says otherwise
+(and then answers only requests whose Host names this machine, and no other site's page:
+Origin must match, POSTs must be JSON); at most two photos are worked on at once (others wait, then
+get "busy"), a client idle for 30 s mid-request is dropped;
 requests larger than the upload limit are refused before they are read; a photo is decoded
 with the command line's rules and limits (:func:`~colorization.data.images.open_rgb`,
 ``--max-pixels``) from a file in a private temporary folder, deleted after the request (the
@@ -33,6 +36,7 @@ import json
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -47,7 +51,7 @@ from PIL import Image
 from colorization.data.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, UnreadableImage, open_rgb
 from colorization.hints import HintsError, hint_channels, parse_hints
 from colorization.inference.fullres import compose_full_resolution, gray_of, working_input
-from colorization.inference.model import ColorizeError, Colorizer, load_colorizer, pick_device
+from colorization.inference.model import MAX_SIZE, ColorizeError, Colorizer, load_colorizer, pick_device
 
 DEFAULT_PORT = 7860
 #: the largest photo file a visitor may send (bytes, before base64)
@@ -56,6 +60,11 @@ DEFAULT_MAX_UPLOAD = 50 * 1024 * 1024
 MAX_CHECKPOINTS = 500
 #: an oversized request body is read (and dropped) up to this size before the refusal
 DRAIN_BYTES = 256 * 1024 * 1024
+#: requests worked on at once (more get HTTP 503, "busy"); seconds a client may idle mid-request
+CONCURRENT_REQUESTS = 2
+REQUEST_TIMEOUT_S = 30
+#: seconds the checkpoint listing is reused
+LISTING_TTL_S = 5.0
 #: loaded models kept in memory
 CACHED_MODELS = 2
 
@@ -88,6 +97,10 @@ class ColorizeApp:
         self.size, self.max_pixels, self.max_upload = size, max_pixels, max_upload
         self.models: OrderedDict[str, tuple[Colorizer, int]] = OrderedDict()
         self.lock = threading.Lock()  # one network run at a time (torch uses all cores already)
+        self.load_lock = threading.Lock()  # the model cache
+        #: requests being worked on at most (others get "busy"): bounds memory and CPU
+        self.slots = threading.BoundedSemaphore(CONCURRENT_REQUESTS)
+        self._listing: tuple[float, list[str]] = (0.0, [])
         self.temp = tempfile.TemporaryDirectory(prefix="colorize-serve-")
 
     def close(self) -> None:
@@ -95,27 +108,32 @@ class ColorizeApp:
 
     def checkpoints(self) -> list[str]:
         """``.ckpt`` files under the folder, as names relative to it (symlinks leading outside
-        it are left out)."""
+        it are left out); listed again at most every few seconds."""
+        listed_at, names = self._listing
+        if time.monotonic() - listed_at < LISTING_TTL_S:
+            return names
         names = []
         for path in sorted(self.ckpt_dir.rglob("*.ckpt")):
             if path.is_file() and path.resolve().is_relative_to(self.ckpt_dir):
                 names.append(path.relative_to(self.ckpt_dir).as_posix())
             if len(names) >= MAX_CHECKPOINTS:
                 break
+        self._listing = (time.monotonic(), names)
         return names
 
     def model(self, name: object) -> tuple[Colorizer, int]:
         if not isinstance(name, str) or name not in self.checkpoints():
             raise RequestError(f"checkpoint {name!r:.80}: not one of the listed checkpoints")
-        if name not in self.models:
-            try:
-                self.models[name] = load_colorizer(self.ckpt_dir / name, self.device)
-            except ColorizeError as error:
-                raise RequestError(str(error).replace(str(self.ckpt_dir) + "/", "")) from None
-            while len(self.models) > CACHED_MODELS:
-                self.models.popitem(last=False)
-        self.models.move_to_end(name)
-        return self.models[name]
+        with self.load_lock:
+            if name not in self.models:
+                try:
+                    self.models[name] = load_colorizer(self.ckpt_dir / name, self.device)
+                except ColorizeError as error:
+                    raise RequestError(str(error).replace(str(self.ckpt_dir) + "/", "")) from None
+                while len(self.models) > CACHED_MODELS:
+                    self.models.popitem(last=False)
+            self.models.move_to_end(name)
+            return self.models[name]
 
     def decode_upload(self, payload: dict) -> tuple[np.ndarray, str]:
         """The photo of a request: base64 ``image`` (a data URL or bare), ``filename`` -> RGB."""
@@ -184,10 +202,27 @@ class ColorizeApp:
 
 class Handler(BaseHTTPRequestHandler):
     app: ColorizeApp  # set on the subclass made by make_server
+    loopback: bool = True  # listening on this machine only: Host must name it (DNS rebinding)
     server_version = "colorize-serve"
+    timeout = REQUEST_TIMEOUT_S  # a client that stops sending mid-request is dropped
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
-        sys.stderr.write(f"colorize serve: {self.address_string()} {format % args}\n")
+        message = format % args
+        table = getattr(self, "_control_char_table", None)  # escapes a request line's control characters
+        sys.stderr.write(f"colorize serve: {self.address_string()} {message.translate(table) if table else message}\n")
+
+    def foreign(self) -> str | None:
+        """Why this request does not come from the page itself (None when it does): a Host that
+        is not this machine while listening on it only (a rebound DNS name), or an Origin that
+        is not the Host (another site's page posting to it)."""
+        host = (self.headers.get("Host") or "").lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if self.loopback and name not in ("localhost", "127.0.0.1", "[::1]"):
+            return f"Host {host[:60]!r} is not this machine"
+        origin = self.headers.get("Origin")
+        if origin is not None and origin.lower() not in (f"http://{host}", f"https://{host}"):
+            return f"requests from {origin[:60]!r} are not accepted"
+        return None
 
     def reply(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -201,8 +236,21 @@ class Handler(BaseHTTPRequestHandler):
     def reply_json(self, status: HTTPStatus, value: object) -> None:
         self.reply(status, json.dumps(value).encode(), "application/json")
 
+    def drain(self, length: int) -> None:
+        """Read and drop a refused request's body up to DRAIN_BYTES, so that a client still
+        sending it sees the answer; the connection is closed after."""
+        self.close_connection = True
+        remaining = min(length, DRAIN_BYTES) if length > 0 else 0
+        while remaining > 0:
+            chunk = self.rfile.read(min(2**20, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        if self.path in ("/", "/index.html"):
+        if reason := self.foreign():
+            self.reply_json(HTTPStatus.FORBIDDEN, {"error": reason})
+        elif self.path in ("/", "/index.html"):
             self.reply(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
         elif self.path == "/api/checkpoints":
             listing = {"checkpoints": self.app.checkpoints(), "max_upload_bytes": self.app.max_upload}
@@ -214,6 +262,14 @@ class Handler(BaseHTTPRequestHandler):
         if self.path != "/api/colorize":
             self.reply_json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {self.path[:80]}"})
             return
+        if reason := self.foreign():
+            self.close_connection = True
+            self.reply_json(HTTPStatus.FORBIDDEN, {"error": reason})
+            return
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
+            self.close_connection = True
+            self.reply_json(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": "send the photo as JSON (application/json)"})
+            return
         try:
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
@@ -222,31 +278,32 @@ class Handler(BaseHTTPRequestHandler):
             return
         limit = self.app.max_upload * 4 // 3 + 2**20  # base64 and the JSON around it
         if not 0 <= length <= limit:
-            # read and drop a body up to DRAIN_BYTES (so a client still sending sees the answer), no more
-            self.close_connection = True
-            remaining = min(length, DRAIN_BYTES) if length > 0 else 0
-            while remaining > 0:
-                chunk = self.rfile.read(min(2**20, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
+            self.drain(length)
             message = f"the upload is larger than the limit of {self.app.max_upload // 2**20} MiB"
             self.reply_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": message})
+            return
+        if not self.app.slots.acquire(timeout=REQUEST_TIMEOUT_S):
+            self.drain(length)
+            busy = "the server is busy with other photos; try again"
+            self.reply_json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": busy})
             return
         try:
             payload = json.loads(self.rfile.read(length))
             self.reply_json(HTTPStatus.OK, self.app.colorize(payload))
         except RequestError as error:
             self.reply_json(error.status, {"error": str(error)})
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # JSONDecodeError, or an int too long
             self.reply_json(HTTPStatus.BAD_REQUEST, {"error": "the request is not JSON"})
         except Exception as error:  # noqa: BLE001 - the server keeps serving whatever happens
             print(f"colorize serve: error: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
             self.reply_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error ({type(error).__name__})"})
+        finally:
+            self.app.slots.release()
 
 
 def make_server(app: ColorizeApp, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
-    handler = type("AppHandler", (Handler,), {"app": app})
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    handler = type("AppHandler", (Handler,), {"app": app, "loopback": loopback})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server
@@ -275,6 +332,8 @@ def serve_main(argv: Sequence[str]) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if (args.size or 0) > MAX_SIZE:
+        parser.error(f"--size must be <= {MAX_SIZE}, got {args.size}")
     try:
         app = ColorizeApp(args.ckpt_dir, args.device, args.size, args.max_pixels, args.max_upload_mib * 2**20)
         server = make_server(app, args.host, args.port)

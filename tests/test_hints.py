@@ -102,12 +102,16 @@ def test_hints_file_is_checked_key_by_key(tmp_path):
         "numbers": json.dumps({"points": [{"x": "1", "y": 1, "color": "#000000"}]}),
         "'size'": json.dumps({"points": [{"x": 1, "y": 1, "color": "#000000", "size": 0}]}),
         "more than 1000": json.dumps({"points": [{"x": 1, "y": 1, "color": "#000000"}] * 1001}),
+        "not JSON (digits)": '{"points": [{"x": 1' + "0" * 5000 + ', "y": 1, "color": "#000000"}]}',
+        "numbers (huge)": '{"points": [{"x": 1' + "0" * 400 + ', "y": 1, "color": "#000000"}]}',
+        "'color' (signs)": json.dumps({"points": [{"x": 1, "y": 1, "color": "#-1-1-1"}]}),
     }
     for reason, text in bad.items():
         (tmp_path / "bad.json").write_text(text)
         with pytest.raises(HintsError, match="bad.json") as error:
             read_hints(tmp_path / "bad.json")
-        assert reason.split()[0].strip("'") in str(error.value) or reason == "not an object", (reason, error.value)
+        expected = reason.split()[0].strip("'")
+        assert expected in str(error.value) or reason == "not an object", (reason, error.value)
     (tmp_path / "big.json").write_bytes(b" " * (2 << 20))
     with pytest.raises(HintsError, match="larger than 1024 KiB"):
         read_hints(tmp_path / "big.json")

@@ -91,6 +91,15 @@ def test_api_colours_at_full_size_and_refuses_bad_requests(server, photos):
     status, result = post(base + "/api/colorize", b"x" * (app.max_upload * 4 // 3 + 2**20 + 1))
     assert status == 413 and "larger than the limit" in result["error"]
     assert list(Path(app.temp.name).iterdir()) == []  # every upload removed after its request
+    # only the page itself may ask: not another site's page, not a rebound DNS name, not a form post
+    body = upload(jpeg(photo), "cat.jpg", names[-1])
+    for headers, code in (({"Origin": "http://evil.example"}, 403), ({"Host": "evil.example:80"}, 403),
+                          ({"Content-Type": "text/plain"}, 415)):  # fmt: skip
+        request = urllib.request.Request(base + "/api/colorize", data=body, method="POST",
+                                         headers={"Content-Type": "application/json", **headers})  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        assert refused.value.code == code, headers
     # and the server keeps serving
     status, result = post(base + "/api/colorize", upload(jpeg(photo), "cat.jpg", names[-1]))
     assert status == 200

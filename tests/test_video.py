@@ -39,7 +39,7 @@ def pan(photo: np.ndarray, n: int, width: int, height: int, step: float = 1.5) -
 
 def write_clip(
     path: Path, frames: list[np.ndarray], rate: Fraction = Fraction(24), pts: list[int] | None = None,
-    audio: str | None = "aac", fmt: str = "mp4", faststart: bool = False,
+    audio: str | None = "aac", fmt: str = "mp4", faststart: bool = False, rotation: int = 0,
 ) -> None:  # fmt: skip
     """A real H.264 clip (and a sine audio track of the same duration, ``audio`` = its codec)."""
     height, width = frames[0].shape[:2]
@@ -49,6 +49,8 @@ def write_clip(
         video.width, video.height = width, height
         video.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         video.codec_context.time_base = 1 / rate
+        if rotation:
+            video.set_display_rotation(rotation)
         sound = None
         if audio:
             sound = out.add_stream(audio, rate=16000)
@@ -123,6 +125,22 @@ def test_odd_size_and_pcm_audio_in_matroska(ckpt, photos, tmp_path, capsys):
     assert (result["width"], result["height"], result["frames"]) == (65, 49, 10)
     assert result["times"] == pytest.approx(source["times"], abs=1e-3)
     assert result["audio"] == ("aac", 16000)
+
+
+def test_rotation_start_offset_and_odd_names_are_kept(ckpt, photos, tmp_path):
+    frames = pan(photos["astronaut"], 12, 64, 48)
+    write_clip(tmp_path / "portrait:take1.mp4", frames, rotation=90)  # a phone's portrait video, a ':' in its name
+    write_clip(tmp_path / "broadcast.ts", frames, fmt="mpegts", audio="mp2")  # timestamps start at ~1.4 s
+    with av.open(str(tmp_path / "broadcast.ts")) as container:
+        assert container.streams.video[0].start_time > 0
+    assert main([str(tmp_path / "portrait:take1.mp4"), str(tmp_path / "broadcast.ts"), "--ckpt", str(ckpt),
+                 "-o", str(tmp_path / "out")]) == 0  # fmt: skip
+    with av.open(str(tmp_path / "out" / "portrait:take1.mp4")) as container:
+        assert next(container.decode(video=0)).rotation == 90
+    result = probe(tmp_path / "out" / "broadcast.mp4")
+    # rebased with its audio (which starts a few ms earlier here), not 1.4 s of nothing first
+    assert result["frames"] == 12 and 0 <= result["times"][0] < 0.1
+    assert result["seconds"] == pytest.approx(12 / 24, abs=0.1)
 
 
 def test_bad_videos_are_one_line_each_and_the_run_goes_on(ckpt, photos, tmp_path, capsys):

@@ -41,7 +41,7 @@ from colorization.inference.temporal import TemporalStabilizer
 from colorization.io import atomic_path
 
 #: file suffixes taken as videos (folders, globs); a named file with another suffix is a photo
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts")
 #: FFmpeg demuxers a video may be read with (MP4/MOV, Matroska/WebM, AVI, MPEG-PS/TS)
 DEMUXERS = ("mov", "mp4", "matroska", "webm", "avi", "mpeg", "mpegts")
 _OPEN_OPTIONS = {"format_whitelist": ",".join(DEMUXERS), "protocol_whitelist": "file"}
@@ -66,7 +66,8 @@ def open_video(path: Path):
     import av
 
     try:
-        return av.open(str(path), options=dict(_OPEN_OPTIONS))
+        # "file:" + an absolute path: a name such as "take:1.mp4" is a file, never a protocol
+        return av.open("file:" + str(Path(path).absolute()), options=dict(_OPEN_OPTIONS))
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as error:
         raise UnreadableVideo(
             f"{path}: not a readable video in a container read here (MP4/MOV, Matroska/WebM, AVI, MPEG-PS/TS; "
@@ -113,6 +114,27 @@ def _even(n: int) -> bool:
     return n % 2 == 0
 
 
+def _video_stream(container, source: Path):
+    """The first video stream that is not cover art, with a decoder."""
+    import av
+
+    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not streams:
+        raise UnreadableVideo(f"{source}: no video stream")
+    if streams[0].codec_context is None:
+        raise UnreadableVideo(f"{source}: no decoder here for its video codec")
+    return streams[0]
+
+
+def _rotation(source: Path) -> int:
+    """The display rotation of the first frame (phones store portrait video sideways with a
+    display matrix), read before the output is set up: decoding one frame."""
+    with open_video(source) as container:
+        for frame in container.decode(_video_stream(container, source)):
+            return int(getattr(frame, "rotation", 0) or 0)
+    return 0
+
+
 def colorize_video(
     source: Path,
     output: Path,
@@ -126,10 +148,12 @@ def colorize_video(
 
     start = time.perf_counter()
     stabilizer = TemporalStabilizer(getattr(args, "temporal", "flow"))
+    try:
+        rotation = _rotation(source)
+    except av.FFmpegError as error:
+        raise UnreadableVideo(f"{source}: cannot be decoded ({_reason(error)})") from None
     with open_video(source) as container:
-        if not container.streams.video:
-            raise UnreadableVideo(f"{source}: no video stream")
-        vin = container.streams.video[0]
+        vin = _video_stream(container, source)
         width, height = vin.codec_context.width, vin.codec_context.height
         if not width or not height:
             raise UnreadableVideo(f"{source}: its video stream has no frame size")
@@ -138,10 +162,16 @@ def colorize_video(
         except ImageTooLarge as error:
             raise UnreadableVideo(str(error)) from None
         vin.thread_type = "AUTO"
-        ain = container.streams.audio[0] if container.streams.audio else None
+        vin.codec_context.options = {"max_pixels": str(args.max_pixels)} if args.max_pixels else {}
+        ain = next((s for s in container.streams.audio if s.codec_context is not None), None)
         rate = vin.average_rate or vin.guessed_rate or Fraction(25)
         time_base = vin.time_base or 1 / Fraction(rate)
-        expected = vin.frames
+        # timestamps start at 0 in the output (a clip cut from a broadcast may start at 100 s)
+        starts = [s.start_time * s.time_base for s in (vin, ain) if s is not None and s.start_time is not None]
+        origin = min(starts) if starts else 0
+        video_shift = round(origin / time_base)
+        audio_shift = round(origin / ain.time_base) if ain is not None and ain.time_base else 0
+        expected, packets = vin.frames, 0
         frames_done, last_pts, next_progress = 0, None, start + PROGRESS_EVERY_S
         with atomic_path(output) as tmp:
             out = av.open(str(tmp), "w", format="mp4")
@@ -152,9 +182,11 @@ def colorize_video(
                 vout.pix_fmt = "yuv420p" if _even(width) and _even(height) else "yuv444p"
                 vout.codec_context.time_base = time_base
                 vout.options = {"crf": str(getattr(args, "crf", 18)), "preset": "fast"}
+                if rotation and hasattr(vout, "set_display_rotation"):
+                    vout.set_display_rotation(rotation)  # shown as the input is shown
                 audio, aout, resample = "none", None, None
                 if ain is not None:
-                    name = ain.codec_context.name
+                    name = ain.codec_context.codec.canonical_name  # mp3, not the decoder's mp3float
                     if name in MP4_AUDIO:
                         aout, audio = out.add_stream_from_template(ain), "copied"
                     else:
@@ -170,6 +202,7 @@ def colorize_video(
                         picture = av.VideoFrame.from_ndarray(
                             compose_full_resolution(rgb_u8, ab, args.saturation), format="rgb24"
                         )
+                        pts = None if pts is None else pts - video_shift
                         if pts is None or (last_pts is not None and pts <= last_pts):
                             pts = 0 if last_pts is None else last_pts + 1
                         picture.pts, picture.time_base, last_pts = pts, time_base, pts
@@ -181,14 +214,21 @@ def colorize_video(
                 batch: list[np.ndarray] = []
                 stamps: list[tuple[int | None, int]] = []
                 for packet in container.demux(*(s for s in (vin, ain) if s is not None)):
-                    if packet.stream is ain:  # the last packet of each stream (no dts) flushes its decoder
+                    if packet.stream is ain:  # the last packet of each stream (empty) flushes its decoder
                         if resample:
                             for frame in packet.decode():
+                                if frame.pts is not None:
+                                    frame.pts -= audio_shift
                                 out.mux(aout.encode(frame))
-                        elif packet.dts is not None:
+                        elif packet.size:
+                            if packet.pts is not None:
+                                packet.pts -= audio_shift
+                            if packet.dts is not None:
+                                packet.dts -= audio_shift
                             packet.stream = aout
                             out.mux(packet)
                         continue
+                    packets += packet.size > 0  # frames an edit list trims are demuxed, not shown
                     for frame in packet.decode():
                         batch.append(frame.to_ndarray(format="rgb24", width=width, height=height))
                         stamps.append((frame.pts, frame.duration))
@@ -206,18 +246,21 @@ def colorize_video(
                     out.mux(aout.encode(None))
                 if frames_done == 0:
                     raise UnreadableVideo(f"{source}: no frame could be decoded")
-                if expected and frames_done < expected - 1:
+                if expected and packets < expected:
                     raise UnreadableVideo(
-                        f"{source}: truncated or damaged: {frames_done} of the {expected} frames its header "
-                        "announces could be decoded"
+                        f"{source}: truncated or damaged: {packets} of the {expected} frames its header "
+                        "announces are in the file"
                     )
+                out.close()
             except av.FFmpegError as error:
                 _close_quietly(out)
-                raise UnreadableVideo(f"{source}: cannot be decoded to the end ({_reason(error)})") from None
+                raise UnreadableVideo(f"{source}: cannot be decoded or written ({_reason(error)})") from None
+            except (ValueError, TypeError) as error:  # PyAV on a stream it cannot describe
+                _close_quietly(out)
+                raise UnreadableVideo(f"{source}: cannot be colorized ({type(error).__name__}: {error})") from None
             except BaseException:
                 _close_quietly(out)
                 raise
-            out.close()
     return VideoResult(width, height, frames_done, time.perf_counter() - start, stabilizer.cuts, audio)
 
 
