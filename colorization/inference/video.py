@@ -7,8 +7,10 @@ photos), stabilises the predicted chroma along time (:mod:`colorization.inferenc
 H.264 (libx264, ``--crf``) into ``out/clip.mp4``:
 
 * the same size, the same frame timestamps (so the same frame rate, variable rates included,
-  and the same duration), yuv420p (yuv444p for an odd width or height, which 4:2:0 cannot
-  hold);
+  and the same duration; shifted so the earliest stream starts at 0, as a clip cut from a
+  broadcast starts at 100 s), the same display rotation (a phone's portrait video stays
+  portrait), yuv420p (yuv444p for an odd width or height, which 4:2:0 cannot hold: fewer
+  players show those);
 * the first audio stream copied packet for packet; an audio codec MP4 cannot hold (e.g. PCM)
   is re-encoded to AAC, and the line printed for the video says so. Other streams (subtitles,
   more audio tracks, data) are not kept;
@@ -21,7 +23,9 @@ The file is untrusted: only the container formats in :data:`DEMUXERS` are opened
 local files are read (FFmpeg's ``format_whitelist`` / ``protocol_whitelist``: a playlist
 cannot make FFmpeg fetch or read anything else), frames larger than ``--max-pixels`` are
 refused before decoding, and a file that cannot be decoded to the end (corrupt, truncated:
-fewer frames than its header announces) is an error that names it, with no output written.
+fewer frames in it than its header announces, no decoder for its codec) is an error that names
+it, with no output written. Not detected: a truncated Matroska/WebM/TS file (their headers do
+not count frames) is coloured up to where it ends.
 """
 
 from __future__ import annotations
