@@ -1,4 +1,4 @@
-"""The README's screenshot of ``colorize serve`` (docs/serve.png): the page in headless Chromium
+"""The README's screenshot of ``colorize serve`` (docs/serve.jpg): the page in headless Chromium
 with a trained hint model, a photo it never saw and two colour hints.
 
     python experiments/hints/screenshot.py            # needs runs/hints (run.py --train) and chromium
@@ -22,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt-dir", type=Path, default=HERE / "runs" / "hints" / "checkpoints")
     parser.add_argument("--photo", type=Path, default=PHOTO)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "serve.png")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "serve.jpg")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -47,7 +47,7 @@ def main() -> None:
                 page.mouse.click(box["x"] + x * box["width"], box["y"] + y * box["height"])
                 page.wait_for_function(f"document.body.dataset.done === '{done}'", timeout=120_000)
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(args.out), full_page=True)
+            page.screenshot(path=str(args.out), full_page=True, quality=85)
             browser.close()
         server.shutdown()
         app.close()
