@@ -233,7 +233,9 @@ class ColorizationModule(ConfiguredModule):
         """What ``colorize`` needs to run the net alone, written into every checkpoint
         (``checkpoint["inference"]``): the output space, whether the net samples (a VAE), and
         the decoding of ``bins``. A new task or output head says it here; no inference file changes."""
-        spec: dict[str, object] = {"output": self.output, "samples": False, "hints": bool(self.hparams.get("hints"))}
+        spec: dict[str, object] = {"output": self.output, "samples": False}
+        if self.hparams.get("hints"):
+            spec["hints"] = True
         if isinstance(self.space, BinsSpace):
             spec.update(temperature=float(self.space.temperature), mix=float(self.space.mix))
         return spec
