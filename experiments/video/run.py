@@ -16,15 +16,15 @@ Steps (what each number means: ``experiments/video/README.md``):
    ``pan_b`` (slow sub-pixel pans, 1.2-1.5 px/frame), ``zoom`` (x1.3 over the clip, centred),
    ``cut`` (36 frames of a pan over photo A, then 36 over photo B: a hard cut at frame 36),
    ``noisy_pan`` (a pan with seeded Gaussian noise, sigma 8 of 255, per frame and channel;
-   the truth is the noiseless frame). Written as H.264 MP4 (libx264, yuv420p, CRF 14, pts =
-   frame index at 1/24 s) in a temporary folder; the truth frames are rendered again from
-   the same function when scoring (never kept);
+   the truth is the noiseless frame). Written as H.264 MP4 (libx264, yuv420p, CRF 14, mbtree
+   off so that the encode is the same every run, pts = frame index at 1/24 s) in a temporary
+   folder; the truth frames are rendered again from the same function when scoring (never kept);
 2. run: ``python -m colorization.colorize CLIP --ckpt CKPT -o DIR --temporal METHOD``, a
    child process, ``--repeats`` times (3) per clip and method, methods interleaved: wall
    seconds, frames / wall (includes starting Python and loading the model), the frames/s
    colorize prints (its own, without start-up), CPU seconds and peak resident memory
    (``os.wait4`` -> ``ru_maxrss``); the fastest run's times (the CPU may be shared), the
-   highest peak; the outputs of the runs compared byte for byte;
+   highest peak; the outputs of the runs compared frame by frame;
 3. metrics, per clip and method, on the decoded output MP4 (rgb24 -> Lab):
    flicker = mean over consecutive frame pairs within a shot of the mean over valid pixels
    of ``|| ab_t(x) - ab_{t-1}(y) ||``, y = where the source point seen at x in frame t lies in
@@ -44,13 +44,14 @@ Steps (what each number means: ``experiments/video/README.md``):
 Results: ``experiments/video/output/results.json``, ``results.md`` (the tables),
 ``strip.jpg`` (frames of ``noisy_pan``: truth | none | flow, and the per-pixel flicker maps
 of none and flow) and ``flicker.png`` (flicker of each frame pair over time); ``--quick``
-writes into ``output/quick/``.
+writes into ``output/quick/``. A run that is stopped (SIGTERM, Ctrl-C) keeps the parts it
+finished in ``output/resume.partial.json``: the same command goes on from there (``--fresh``:
+start again).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -321,7 +322,8 @@ def write_clip(
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=FPS)
         video.width, video.height, video.pix_fmt = clip.width, clip.height, "yuv420p"
-        video.options = {"crf": str(crf), "preset": preset}
+        # mbtree off: with it this libx264 encodes the same frames differently from run to run
+        video.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
         sound = container.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio else None
         written = 0
         for t in range(total):
@@ -649,10 +651,14 @@ def acceptance(clips: dict) -> dict:
 # -- 4. long clips ---------------------------------------------------------------------------
 
 
-def long_clips(work: Path, args: argparse.Namespace) -> list[dict]:
+def long_clips(work: Path, args: argparse.Namespace, state: State) -> list[dict]:
     rows = []
     for minutes in sorted({1.0, float(args.long_minutes)}):
         clip = long_clip(minutes)
+        if clip.name in state["long"]:
+            print(f"{clip.name}: reusing the result of an interrupted run", flush=True)
+            rows.append(state["long"][clip.name])
+            continue
         folder = work / clip.name
         folder.mkdir()
         path = folder / f"{clip.name}.mp4"
@@ -683,6 +689,8 @@ def long_clips(work: Path, args: argparse.Namespace) -> list[dict]:
             **check,
         }
         rows.append(row)
+        state["long"][clip.name] = row
+        state.save()
         print(
             f"{clip.name}: {run['wall_s']:.0f} s, {run['fps_wall']:.1f} frames/s (wall), colorize says "
             f"{run['printed_fps']} frames/s, peak RSS {run['peak_rss_mib']:.0f} MiB; output checks "
@@ -781,7 +789,12 @@ def summary(results: dict) -> str:
         "",
         f"`{results['command']}`; checkpoint `{settings['ckpt']}`; {machine['cores']} CPU cores "
         f"({machine['cpu']}), torch {machine['torch']}, PyAV {machine['av']}; load average at start "
-        f"{machine['load_average_start']}, at end {machine.get('load_average_end')}.",
+        f"{machine['load_average_start']}, at end {machine.get('load_average_end')}"
+        + (
+            f"; stopped and resumed {results['resumed']} time(s) (finished parts kept)."
+            if results.get("resumed")
+            else "."
+        ),
         "",
         f"Start-up (colorize on one 64x48 PNG: Python, imports, loading the model; fastest of {settings['repeats']}): "
         f"{results['startup']['wall_s']:.1f} s, peak RSS {results['startup']['peak_rss_mib']:.0f} MiB.",
@@ -821,6 +834,20 @@ def summary(results: dict) -> str:
                 f"| {name} | {clip['frames']} | {label} | {values['flicker']:.3f} | {vs_f} | {values['de2000']:.3f} "
                 f"| {vs_d} | " + " | ".join(timing) + " |"
             )
+    diffs = [
+        (run["repeat_diff_rgb"], clip, method)
+        for clip, runs in results["runs"].items()
+        for method, run in runs.items()
+        if run.get("repeat_diff_rgb")
+    ]
+    if diffs:
+        (worst, clip, method), mean = max(diffs, key=lambda d: d[0][0]), max(d[0][1] for d in diffs)
+        lines += [
+            "",
+            f"Repeated runs of colorize on the same clip give outputs that differ by up to {worst[0]} RGB levels "
+            f"({clip}, {method}), {mean:.2f} on average at most (colorize's libx264 does not encode the same frames "
+            "the same way twice): the scores above are of the fastest run's output.",
+        ]
     lines += [
         "",
         f"## Acceptance: flicker at least {FLICKER_REDUCTION_REQUIRED:.0%} lower than per-frame (none), "
@@ -882,6 +909,89 @@ def summary(results: dict) -> str:
 # -- main --------------------------------------------------------------------------------------
 
 
+class State:
+    """Progress saved after each finished part (start-up, a clip, a long clip) to ``path``, so a
+    run stopped part-way (the CPU is shared; someone may stop it) and started again with the same
+    settings goes on where it stopped; removed when the run completes."""
+
+    def __init__(self, path: Path, signature: dict, fresh: bool = False) -> None:
+        self.path, self.started = path, time.perf_counter()
+        saved = json.loads(path.read_text()) if path.is_file() and not fresh else {}
+        if saved.get("signature") == signature:
+            self.data = saved
+            self.data["resumed"] += 1
+            print(f"resuming an interrupted run: {', '.join(saved['clips']) or 'start-up'} done ({path})", flush=True)
+        else:
+            self.data = {"signature": signature, "clips": {}, "long": {}, "elapsed_s": 0.0, "resumed": 0}
+        self.before = self.data["elapsed_s"]
+
+    def __getitem__(self, key: str):
+        return self.data[key]
+
+    def __setitem__(self, key: str, value) -> None:
+        self.data[key] = value
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+    def save(self) -> None:
+        from colorization.io import write_text_atomic
+
+        self.data["elapsed_s"] = self.elapsed()
+        write_text_atomic(self.path, json.dumps(self.data) + "\n")
+
+
+def benchmark_clip(clip: Clip, work: Path, args: argparse.Namespace, strip: Path | None) -> dict:
+    """Write the clip, colour it ``args.repeats`` times per method, score it; ``strip``: write
+    the figure of its frames there. -> {"scores": ..., "runs": ...}."""
+    path = work / "clips" / f"{clip.name}.mp4"
+    path.parent.mkdir(exist_ok=True)
+    seconds = write_clip(clip, path)
+    print(f"{clip.name}: {clip.frames} frames {clip.width}x{clip.height} written in {seconds:.1f} s", flush=True)
+    source = video_info(path)
+    truth_h264 = path.with_name(f"{clip.name}_truth_h264.mp4")
+    write_clip(clip, truth_h264, args.crf or OUTPUT_CRF, OUTPUT_PRESET, noisy=False)
+    tries: dict[str, list[dict]] = {m: [] for m in METHODS}
+    for _ in range(args.repeats):  # methods interleaved: contention spreads over all three
+        for method in METHODS:
+            run = colorize_clip(clip, path, work / "out" / method, args, method)
+            frames = torch.stack(list(decoded_frames(Path(run["output"]))))
+            if tries[method]:  # how far this run's output is from the first run's (RGB 0..255)
+                first = tries[method][0]["frames"]
+                diff = (frames.int() - first.int()).abs() if frames.shape == first.shape else None
+                run["diff_to_first"] = None if diff is None else [int(diff.max()), round(float(diff.float().mean()), 4)]
+            run["frames"] = frames
+            tries[method].append(run)
+            print(
+                f"  {method:>4}: {run['wall_s']:.1f} s, {run['fps_wall']:.1f} frames/s (wall), colorize says "
+                f"{run['printed_fps']}, peak RSS {run['peak_rss_mib']:.0f} MiB, load {run['load_1min_after']}",
+                flush=True,
+            )
+    runs, outputs = {}, {"input": path, "truth_h264": truth_h264}
+    for method, done in tries.items():
+        run = dict(min(done, key=lambda r: r["wall_s"]))  # the fastest: the least disturbed
+        run["walls_s"] = [r["wall_s"] for r in done]
+        run["peak_rss_mib"] = max(r["peak_rss_mib"] for r in done)
+        diffs = [r.get("diff_to_first") for r in done[1:]]
+        run["repeat_diff_rgb"] = (  # [max, mean] |difference| of the later runs' outputs to the first's
+            None if not diffs or None in diffs else [max(d[0] for d in diffs), max(d[1] for d in diffs)]
+        )
+        run["stream_checks"] = compare_streams(source, video_info(Path(run["output"])))
+        if not run["stream_checks"]["ok"]:
+            print(f"  {method}: output checks FAILED {run['stream_checks']['checks']}", flush=True)
+        runs[method], outputs[method] = run, Path(run["output"])
+    keep = (1, clip.frames // 2, clip.frames - 1) if strip is not None else ()
+    scored, kept = score_clip(clip, outputs, keep)
+    print(
+        "  " + ", ".join(f"{s} flicker {v['flicker']:.3f} dE {v['de2000']:.2f}" for s, v in scored["sources"].items()),
+        flush=True,
+    )
+    if strip is not None:
+        strip_figure(kept, strip)
+    drop = ("output", "frames", "diff_to_first")
+    return {"scores": scored, "runs": {m: {k: v for k, v in r.items() if k not in drop} for m, r in runs.items()}}
+
+
 def has_temporal() -> bool:
     try:
         text = subprocess.run(
@@ -907,6 +1017,9 @@ def main() -> None:
         "--repeats", type=int, default=None, help="colorize runs per short clip and method, fastest kept (default 3)"
     )
     parser.add_argument("--crf", type=int, default=None, help=f"colorize --crf (default: its own, {OUTPUT_CRF})")
+    parser.add_argument(
+        "--fresh", action="store_true", help="ignore the saved progress of an interrupted run with the same settings"
+    )
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds allowed to one colorize run")
     args = parser.parse_args()
     if not SHARED.is_dir():
@@ -941,7 +1054,13 @@ def main() -> None:
         out = HERE / "output"
     out.mkdir(parents=True, exist_ok=True)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    started = time.perf_counter()
+    signature = {
+        "clips": [repr(c) for c in clips],
+        "ckpt": str(args.ckpt),
+        "ckpt_mtime": args.ckpt.stat().st_mtime,
+        **{k: getattr(args, k) for k in ("repeats", "crf", "batch_size", "long", "long_minutes")},
+    }
+    state = State(out / "resume.partial.json", signature, fresh=args.fresh)
     try:
         ckpt_label = str(args.ckpt.relative_to(ROOT))
     except ValueError:
@@ -963,7 +1082,14 @@ def main() -> None:
             "ckpt": ckpt_label,
             "methods": list(METHODS),
             "fps": FPS,
-            "clip_encoding": {"codec": "libx264", "pix_fmt": "yuv420p", "crf": CLIP_CRF, "preset": CLIP_PRESET},
+            "clip_encoding": {
+                "codec": "libx264",
+                "pix_fmt": "yuv420p",
+                "crf": CLIP_CRF,
+                "preset": CLIP_PRESET,
+                "x264-params": "mbtree=0",
+            },
+            "truth_h264_encoding": {"crf": args.crf or OUTPUT_CRF, "preset": OUTPUT_PRESET, "x264-params": "mbtree=0"},
             "long_encoding": {"codec": "libx264", "crf": LONG_CRF, "preset": LONG_PRESET, "audio": "aac mono"},
             "border_px": BORDER_PX,
             "batch_size": args.batch_size,
@@ -978,67 +1104,43 @@ def main() -> None:
     # SIGTERM / SIGINT: an exception, so the child is stopped and the temporary folder removed
     with signals_interrupt(), tempfile.TemporaryDirectory(prefix="colorization-video-") as scratch:
         work = Path(scratch)
-        print("start-up: colorize on one small PNG ...", flush=True)
-        results["startup"] = startup(work, args)
-        print(f"  {results['startup']['wall_s']:.1f} s, peak RSS {results['startup']['peak_rss_mib']:.0f} MiB")
+        if "startup" not in state.data:
+            print("start-up: colorize on one small PNG ...", flush=True)
+            state["startup"] = startup(work, args)
+            state.save()
+        results["startup"] = state["startup"]
+        print(f"start-up: {results['startup']['wall_s']:.1f} s, peak RSS {results['startup']['peak_rss_mib']:.0f} MiB")
         for clip in clips:
-            path = work / "clips" / f"{clip.name}.mp4"
-            path.parent.mkdir(exist_ok=True)
-            seconds = write_clip(clip, path)
-            print(
-                f"{clip.name}: {clip.frames} frames {clip.width}x{clip.height} written in {seconds:.1f} s", flush=True
-            )
-            source = video_info(path)
-            truth_h264 = path.with_name(f"{clip.name}_truth_h264.mp4")
-            write_clip(clip, truth_h264, args.crf or OUTPUT_CRF, OUTPUT_PRESET, noisy=False)
-            tries: dict[str, list[dict]] = {m: [] for m in METHODS}
-            for _ in range(args.repeats):  # methods interleaved: contention spreads over all three
-                for method in METHODS:
-                    run = colorize_clip(clip, path, work / "out" / method, args, method)
-                    run["sha256"] = hashlib.sha256(Path(run["output"]).read_bytes()).hexdigest()
-                    tries[method].append(run)
-                    print(
-                        f"  {method:>4}: {run['wall_s']:.1f} s, {run['fps_wall']:.1f} frames/s (wall), colorize says "
-                        f"{run['printed_fps']}, peak RSS {run['peak_rss_mib']:.0f} MiB, load {run['load_1min_after']}",
-                        flush=True,
-                    )
-            runs, outputs = {}, {"input": path, "truth_h264": truth_h264}
-            for method, done in tries.items():
-                run = dict(min(done, key=lambda r: r["wall_s"]))  # the fastest: the least disturbed
-                run["walls_s"] = [r["wall_s"] for r in done]
-                run["peak_rss_mib"] = max(r["peak_rss_mib"] for r in done)
-                run["identical_outputs"] = len({r["sha256"] for r in done}) == 1
-                run["stream_checks"] = compare_streams(source, video_info(Path(run["output"])))
-                if not run["stream_checks"]["ok"]:
-                    print(f"  {method}: output checks FAILED {run['stream_checks']['checks']}", flush=True)
-                runs[method], outputs[method] = run, Path(run["output"])
-            keep = (1, clip.frames // 2, clip.frames - 1) if clip.name == strip_clip else ()
-            scored, kept = score_clip(clip, outputs, keep)
-            results["clips"][clip.name] = scored
-            results["runs"][clip.name] = {m: {k: v for k, v in r.items() if k != "output"} for m, r in runs.items()}
-            print(
-                "  "
-                + ", ".join(
-                    f"{s} flicker {v['flicker']:.3f} dE {v['de2000']:.2f}" for s, v in scored["sources"].items()
-                ),
-                flush=True,
-            )
-            if kept:
-                strip_figure(kept, out / "strip.jpg")
+            if clip.name in state["clips"]:
+                print(f"{clip.name}: reusing the scores of an interrupted run ({state.path.name})", flush=True)
+            else:
+                strip = out / "strip.jpg" if clip.name == strip_clip else None
+                state["clips"][clip.name] = benchmark_clip(clip, work, args, strip)
+                state.save()
+            results["clips"][clip.name] = state["clips"][clip.name]["scores"]
+            results["runs"][clip.name] = state["clips"][clip.name]["runs"]
         results["acceptance"] = acceptance(results["clips"])
         if "cut" in results["clips"]:
             results["cut_check"] = cut_check(results["clips"]["cut"])
         flicker_figure(results["clips"], out / "flicker.png", ("pan_a", "noisy_pan", "cut"))
         if args.long:
-            results["long"] = long_clips(work, args)
+            results["long"] = long_clips(work, args, state)
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    results["total_seconds"] = round(time.perf_counter() - started, 1)
+    results["total_seconds"] = round(state.elapsed(), 1)
+    results["resumed"] = state["resumed"]
     text = summary(results)
     write_text_atomic(out / "results.json", json.dumps(results, indent=1) + "\n")
     write_text_atomic(out / "results.md", text + "\n")
+    state.path.unlink(missing_ok=True)
     print()
     print(text)
 
 
 if __name__ == "__main__":
-    main()
+    from colorization.runtime import Interrupted
+
+    try:
+        main()
+    except Interrupted as stop:
+        print(f"stopped by {stop}: the parts finished are saved; the same command goes on from there", flush=True)
+        sys.exit(stop.exit_code)
