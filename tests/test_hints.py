@@ -79,6 +79,40 @@ def test_unet_takes_hints_at_any_size(compose_cfg):
     assert module.inference_spec()["hints"] is True
 
 
+def test_unet_spreads_hints_over_the_photo():
+    from colorization.models.unet import FIELD_CHANNELS, HINT_SIGMAS, hint_field
+
+    ab = torch.zeros(1, 2, 96, 128)
+    ab[0, 0], ab[0, 1] = 0.3, -0.2
+    hints = paint(ab, torch.tensor([0]), torch.tensor([40]), torch.tensor([40]), torch.tensor([3]))
+    field = hint_field(hints)
+    assert field.shape == (1, FIELD_CHANNELS, 24, 32)  # a grid of 4 px cells
+    near, mid, far = field[0, :, 10, 10], field[0, :, 10, 25], field[0, :, 23, 31]  # 0, 60, 99 px away
+    for i, _ in enumerate(HINT_SIGMAS):  # near the hint: its colour, and "much hint is near"
+        assert torch.allclose(near[3 * i : 3 * i + 2], torch.tensor([0.3, -0.2]), atol=1e-4)
+        assert near[3 * i + 2] > mid[3 * i + 2] >= far[3 * i + 2] == 0
+    # 60 px away only the wider Gaussian (24 px) carries the colour, weighted by how little lies near
+    assert torch.allclose(mid[3:5], torch.tensor([0.3, -0.2]), atol=1e-4) and 0 < mid[5] < 0.05
+    assert mid[:3].abs().max() == 0
+    # everywhere: the mean of the revealed colours and "there is a hint"
+    assert torch.allclose(field[0, -3:], torch.tensor([0.3, -0.2, 1.0])[:, None, None].expand(3, 24, 32), atol=1e-5)
+    assert hint_field(torch.zeros(1, 3, 96, 128)).abs().max() == 0  # no hint: all zero
+
+
+def test_unet_hint_field_is_opt_in_so_older_hint_checkpoints_load(compose_cfg):
+    from hydra.utils import instantiate
+
+    from colorization.models import EffNetUNet
+
+    # a checkpoint of a hint model made before hint_field existed rebuilds its net from a config
+    # without the key: the default must give its exact parameters
+    before = EffNetUNet(hints=True, pretrained=False)
+    assert not before.hint_field
+    assert before.decoder[0].convs[0][0].in_channels == 320 + 112 + 3
+    cfg = compose_cfg("model=unet", "model.hints=true", "model.net.pretrained=false")
+    assert instantiate(cfg.model).net.hint_field  # what training builds now
+
+
 @pytest.mark.parametrize("model", ["cae", "fusion"])
 def test_hints_on_a_model_without_hint_channels_is_a_clear_error(compose_cfg, model):
     from hydra.errors import InstantiationException

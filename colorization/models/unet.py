@@ -21,6 +21,12 @@ ResNet U-Net, DDColor's ConvNeXt encoder make the same bet).
   it was trained on colour photos), and every decoder level gets the hints pooled to its size
   (revealed ab averaged over the revealed pixels, and the revealed share), so a hint steers a
   region as large as that level sees.
+  With ``hint_field=True`` every decoder level also gets the hints *spread*: normalised
+  convolutions of the revealed ab with Gaussians of ``HINT_SIGMAS`` px (the revealed colour
+  weighted by nearness, and how much hint lies near) and the mean of all revealed colours, so a
+  level far from any hint still knows which colours the user gave; the decoder learns where
+  (along the photo's edges) to follow them. Without it a few points steer little beyond their
+  own patch at a small training budget (experiments/hints).
 * ``freeze_encoder(True)``: the encoder gets no gradient and its BatchNorm stays in eval
   mode (``model.freeze_epochs`` of :class:`~colorization.tasks.ColorizationModule` drives it).
 
@@ -52,6 +58,43 @@ def pool_hints(hints: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     pooled = F.adaptive_avg_pool2d(torch.cat([hints[:, :2] * mask, mask], dim=1), size)
     share = pooled[:, 2:]
     return torch.cat([pooled[:, :2] / share.clamp(min=1e-6), share], dim=1)
+
+
+#: standard deviations (px at the working size) of the spread hint fields (``hint_field=True``)
+HINT_SIGMAS = (8.0, 24.0)
+#: channels of the spread hints: (a, b, nearness) per sigma, and (mean a, mean b, any hint)
+FIELD_CHANNELS = 3 * len(HINT_SIGMAS) + 3
+FIELD_STRIDE = 4  # the fields are computed on a grid of 4 px cells
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian (peak 1, not normalised: a sum of nearness), zero outside the map."""
+    radius = max(1, min(math.ceil(3 * sigma), max(x.shape[-2:])))
+    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    channels = x.shape[1]
+    x = F.conv2d(x, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), padding=(radius, 0), groups=channels)
+    return F.conv2d(x, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), padding=(0, radius), groups=channels)
+
+
+def hint_field(hints: torch.Tensor) -> torch.Tensor:
+    """The hints (B, 3, H, W) spread over the whole photo -> (B, FIELD_CHANNELS, H/4, W/4): for
+    each sigma the revealed ab averaged with Gaussian weights of the distance (0 where no hint is
+    near) and the summed weight ("how much hint is near", ~0.5 at a 3 px patch); then the mean
+    revealed ab of the photo and whether it has any hint."""
+    height, width = hints.shape[-2:]
+    grid = (max(1, -(-height // FIELD_STRIDE)), max(1, -(-width // FIELD_STRIDE)))
+    mask = hints[:, 2:]
+    sums = F.adaptive_avg_pool2d(torch.cat([hints[:, :2] * mask, mask], dim=1), grid)
+    fields = []
+    for sigma in HINT_SIGMAS:
+        spread = gaussian_blur(sums, sigma / FIELD_STRIDE)
+        weight = spread[:, 2:]
+        fields += [spread[:, :2] / weight.clamp(min=1e-6) * (weight > 1e-6), weight.clamp(max=4.0)]
+    total = sums[:, 2:].sum(dim=(2, 3), keepdim=True)
+    mean = sums[:, :2].sum(dim=(2, 3), keepdim=True) / total.clamp(min=1e-6)
+    fields += [mean.expand(-1, -1, *grid), (total > 0).to(hints.dtype).expand(-1, -1, *grid)]
+    return torch.cat(fields, dim=1)
 
 
 class DecoderBlock(nn.Module):
@@ -87,6 +130,7 @@ class EffNetUNet(nn.Module):
         pretrained: bool = True,
         decoder_widths: tuple[int, ...] = (128, 96, 64, 32, 16),
         hints: bool = False,
+        hint_field: bool = False,
     ) -> None:
         super().__init__()
         if len(decoder_widths) != 5:
@@ -97,8 +141,10 @@ class EffNetUNet(nn.Module):
         self.encoder_frozen = False
         levels = 5 - int(math.log2(self.space.stride))  # decoder blocks: down to stride 1 (or 4)
         self.hints = bool(hints)
-        extra = HINT_CHANNELS if hints else 0
-        skips = tuple(c + extra for c in (*ENCODER_CHANNELS[3::-1], 1))  # strides 16, 8, 4, 2, and the input
+        self.hint_field = self.hints and bool(hint_field)
+        extra = (HINT_CHANNELS + (FIELD_CHANNELS if self.hint_field else 0)) if hints else 0
+        # strides 16, 8, 4, 2 (with the hints), and the input (which holds them)
+        skips = (*(c + extra for c in ENCODER_CHANNELS[3::-1]), 1 + (HINT_CHANNELS if hints else 0))
         widths = [ENCODER_CHANNELS[-1], *decoder_widths]
         self.decoder = nn.ModuleList(
             DecoderBlock(widths[i], skips[i], widths[i + 1], convs=2 if i < 3 else 1) for i in range(levels)
@@ -119,6 +165,13 @@ class EffNetUNet(nn.Module):
     def encoder_parameters(self) -> list[nn.Parameter]:
         return list(self.encoder.parameters())
 
+    @staticmethod
+    def level_hints(hints: torch.Tensor, field: torch.Tensor | None, size: tuple[int, int]) -> list[torch.Tensor]:
+        pooled = [pool_hints(hints, size)]
+        if field is None:
+            return pooled
+        return [*pooled, F.interpolate(field, size=size, mode="bilinear", align_corners=False)]
+
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
         height, width = l_norm.shape[-2:]
         pad_h, pad_w = -height % self.multiple, -width % self.multiple
@@ -129,7 +182,9 @@ class EffNetUNet(nn.Module):
         else:
             hints = x[:, 1:]
             features = self.encoder(self.normalize(lab_norm_to_rgb(x[:, :1], hints[:, :2] * hints[:, 2:])))
-            skips = [torch.cat([f, pool_hints(hints, f.shape[-2:])], dim=1) for f in features[3::-1]] + [x]
+            field = hint_field(hints) if self.hint_field else None
+            skips = [torch.cat([f, *self.level_hints(hints, field, f.shape[-2:])], dim=1) for f in features[3::-1]]
+            skips.append(x)
         h = features[-1]
         for block, skip in zip(self.decoder, skips):
             h = block(h, skip)
