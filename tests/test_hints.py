@@ -80,22 +80,31 @@ def test_unet_takes_hints_at_any_size(compose_cfg):
 
 
 def test_unet_spreads_hints_over_the_photo():
-    from colorization.models.unet import FIELD_CHANNELS, HINT_SIGMAS, hint_field
+    from colorization.models.unet import FIELD_CHANNELS, hint_field
 
+    red, blue = torch.tensor([0.3, -0.2]), torch.tensor([-0.2, 0.3])
     ab = torch.zeros(1, 2, 96, 128)
-    ab[0, 0], ab[0, 1] = 0.3, -0.2
-    hints = paint(ab, torch.tensor([0]), torch.tensor([40]), torch.tensor([40]), torch.tensor([3]))
+    ab[0, :, :48] = red[:, None, None]
+    ab[0, :, 48:] = blue[:, None, None]
+    hints = paint(ab, torch.tensor([0, 0]), torch.tensor([20, 84]), torch.tensor([20, 110]), torch.tensor([3, 3]))
     field = hint_field(hints)
     assert field.shape == (1, FIELD_CHANNELS, 24, 32)  # a grid of 4 px cells
-    near, mid, far = field[0, :, 10, 10], field[0, :, 10, 25], field[0, :, 23, 31]  # 0, 60, 99 px away
-    for i, _ in enumerate(HINT_SIGMAS):  # near the hint: its colour, and "much hint is near"
-        assert torch.allclose(near[3 * i : 3 * i + 2], torch.tensor([0.3, -0.2]), atol=1e-4)
-        assert near[3 * i + 2] > mid[3 * i + 2] >= far[3 * i + 2] == 0
-    # 60 px away only the wider Gaussian (24 px) carries the colour, weighted by how little lies near
-    assert torch.allclose(mid[3:5], torch.tensor([0.3, -0.2]), atol=1e-4) and 0 < mid[5] < 0.05
-    assert mid[:3].abs().max() == 0
+    mean = (red + blue) / 2
+    # near each hint: its colour, in both spread fields (8 and 24 px), and "much hint is near"
+    for (y, x), colour in (((5, 5), red), ((21, 27), blue)):
+        for i in (0, 1):
+            assert torch.allclose(field[0, 3 * i : 3 * i + 2, y, x], colour, atol=0.03)
+            assert field[0, 3 * i + 2, y, x] > 0.4
+    # far from both (92 and 110 px away) the narrow field is the mean revealed colour, with
+    # nothing near; the wide one still leans to the nearer hint
+    far = field[0, :, 23, 0]
+    assert torch.allclose(far[:2], mean, atol=1e-4) and far[2] < 1e-4
+    assert torch.dot(far[3:5] - mean, red - mean) > 0
+    # smooth everywhere: no edge where a Gaussian ends for the decoder to copy
+    for axis in (2, 3):
+        assert field[:, [0, 1, 3, 4]].diff(dim=axis).abs().max() < 0.1
     # everywhere: the mean of the revealed colours and "there is a hint"
-    assert torch.allclose(field[0, -3:], torch.tensor([0.3, -0.2, 1.0])[:, None, None].expand(3, 24, 32), atol=1e-5)
+    assert torch.allclose(field[0, -3:], torch.tensor([*mean, 1.0])[:, None, None].expand(3, 24, 32), atol=1e-5)
     assert hint_field(torch.zeros(1, 3, 96, 128)).abs().max() == 0  # no hint: all zero
 
 

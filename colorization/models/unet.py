@@ -65,11 +65,13 @@ HINT_SIGMAS = (8.0, 24.0)
 #: channels of the spread hints: (a, b, nearness) per sigma, and (mean a, mean b, any hint)
 FIELD_CHANNELS = 3 * len(HINT_SIGMAS) + 3
 FIELD_STRIDE = 4  # the fields are computed on a grid of 4 px cells
+FIELD_PRIOR = 0.01  # weight of the mean revealed colour in each spread field
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian (peak 1, not normalised: a sum of nearness), zero outside the map."""
-    radius = max(1, min(math.ceil(3 * sigma), max(x.shape[-2:])))
+    """Separable Gaussian (peak 1, not normalised: a sum of nearness) over 4 sigma, zero outside
+    the map."""
+    radius = max(1, min(math.ceil(4 * sigma), max(x.shape[-2:])))
     offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
     channels = x.shape[1]
@@ -79,20 +81,22 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def hint_field(hints: torch.Tensor) -> torch.Tensor:
     """The hints (B, 3, H, W) spread over the whole photo -> (B, FIELD_CHANNELS, H/4, W/4): for
-    each sigma the revealed ab averaged with Gaussian weights of the distance (0 where no hint is
-    near) and the summed weight ("how much hint is near", ~0.5 at a 3 px patch); then the mean
-    revealed ab of the photo and whether it has any hint."""
+    each sigma the revealed ab averaged with Gaussian weights of the distance, blended smoothly
+    into the photo's mean revealed ab where little hint is near (weight ``FIELD_PRIOR``: no edge
+    at the end of a Gaussian for the decoder to copy), and the summed weight ("how much hint is
+    near", ~0.5 at a 3 px patch); then the mean revealed ab and whether the photo has any hint.
+    No hint: all zero."""
     height, width = hints.shape[-2:]
     grid = (max(1, -(-height // FIELD_STRIDE)), max(1, -(-width // FIELD_STRIDE)))
     mask = hints[:, 2:]
     sums = F.adaptive_avg_pool2d(torch.cat([hints[:, :2] * mask, mask], dim=1), grid)
+    total = sums[:, 2:].sum(dim=(2, 3), keepdim=True)
+    mean = sums[:, :2].sum(dim=(2, 3), keepdim=True) / total.clamp(min=1e-6)
     fields = []
     for sigma in HINT_SIGMAS:
         spread = gaussian_blur(sums, sigma / FIELD_STRIDE)
         weight = spread[:, 2:]
-        fields += [spread[:, :2] / weight.clamp(min=1e-6) * (weight > 1e-6), weight.clamp(max=4.0)]
-    total = sums[:, 2:].sum(dim=(2, 3), keepdim=True)
-    mean = sums[:, :2].sum(dim=(2, 3), keepdim=True) / total.clamp(min=1e-6)
+        fields += [(spread[:, :2] + FIELD_PRIOR * mean) / (weight + FIELD_PRIOR), weight.clamp(max=4.0)]
     fields += [mean.expand(-1, -1, *grid), (total > 0).to(hints.dtype).expand(-1, -1, *grid)]
     return torch.cat(fields, dim=1)
 

@@ -1,7 +1,8 @@
 """Colour quality against the number of revealed points: a hint model (``model.hints=true``)
 and the same architecture trained without hints, as in Zhang et al. 2017's Figure 4.
 
-    python experiments/hints/run.py --train        # train both (~2 x 10 min on 2 CPU cores), then score
+    python experiments/hints/run.py --train        # train both (~2 x 13 min on 2 CPU cores), then score
+    python experiments/hints/run.py --train hints  # train only the hint model again, then score
     python experiments/hints/run.py                 # score the checkpoints in experiments/hints/runs
 
 1. ``--train``: ``train.py experiment=hints`` (U-Net over the pretrained EfficientNet-Lite0,
@@ -105,14 +106,15 @@ def plot(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", action="store_true", help="train both models first")
+    parser.add_argument("--train", nargs="*", choices=("hints", "plain"), default=None,
+                        help="train these models first (no name: both)")
     parser.add_argument("--limit", type=int, default=None, help="score at most this many test photos")
     parser.add_argument("--out", type=Path, default=HERE / "output")
     args = parser.parse_args()
     seconds = {}
-    if args.train:
-        seconds["hints"] = train("hints")
-        seconds["plain"] = train("plain", "model.hints=false")
+    if args.train is not None:
+        for name in args.train or ("hints", "plain"):
+            seconds[name] = train(name, *(() if name == "hints" else ("model.hints=false",)))
     ckpts = {name: HERE / "runs" / name / "checkpoints" / "last.ckpt" for name in ("hints", "plain")}
     missing = [str(p) for p in ckpts.values() if not p.is_file()]
     if missing:
@@ -136,13 +138,10 @@ def main() -> None:
         [
             f"# Hints vs quality ({time.strftime('%Y-%m-%d %H:%M')})",
             "",
-            f"`python experiments/hints/run.py{' --train' if args.train else ''}`; {results['photos']} test photos, "
+            f"`python experiments/hints/run.py{' --train ' + ' '.join(seconds) if seconds else ''}`; "
+            f"{results['photos']} test photos, "
             f"{PATCH} x {PATCH} px patches, seed {SEED}."
-            + (
-                f" Training: hints {seconds['hints'] / 60:.1f} min, plain {seconds['plain'] / 60:.1f} min"
-                if seconds
-                else ""
-            ),  # fmt: skip
+            + (" Training: " + ", ".join(f"{n} {t / 60:.1f} min" for n, t in seconds.items()) if seconds else ""),
             "",
             *rows,
             "",
