@@ -155,6 +155,24 @@ def test_the_encoder_is_frozen_then_fine_tuned_at_its_share_of_the_learning_rate
     assert len(groups) == 2 and groups[1]["initial_lr"] == pytest.approx(0.1 * groups[0]["initial_lr"])
 
 
+def test_unet_global_context_joins_a_frozen_classifier_at_the_bottleneck():
+    torch.manual_seed(0)
+    net = EffNetUNet("bins", pretrained=False, global_context=True).train()
+    torch.nn.init.normal_(net.head[0].weight, std=0.05)  # zero at init: as after a first step
+    l_norm = torch.rand(2, 1, 72, 88) * 2 - 1
+    out = net(l_norm)
+    assert out.shape[-2:] == (18, 22) and not net.classifier.training
+    out.float().square().mean().backward()
+    assert all(p.grad is None for p in net.classifier.parameters()), "the classifier must stay frozen"
+    assert net.fuse[0].weight.grad.abs().sum() > 0
+    # what the classifier says reaches the colours
+    with torch.no_grad():
+        net.classifier.model.classifier.bias.add_(5 * torch.randn(1000))
+        assert not torch.allclose(net(l_norm), out)
+    # off by default: a unet checkpoint made before the option holds no classifier
+    assert not any(k.startswith(("classifier.", "fuse.")) for k in EffNetUNet("ab", pretrained=False).state_dict())
+
+
 def test_pretrained_weights_come_from_the_installed_package_without_network(monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("tried to open a network connection")

@@ -27,6 +27,10 @@ ResNet U-Net, DDColor's ConvNeXt encoder make the same bet).
   level far from any hint still knows which colours the user gave; the decoder learns where
   (along the photo's edges) to follow them. Without it a few points steer little beyond their
   own patch at a small training budget (experiments/hints).
+* ``global_context=True``: the ImageNet logits of a frozen copy of the pretrained classifier
+  (the whole EfficientNet-Lite0 with its head, on the gray photo at 224 px) are joined to the
+  bottleneck (broadcast, 1x1 convolution), as the fusion model of seed 004 does (Iizuka et al.
+  2016): what the photo shows, named, for colours of objects the encoder alone does not tell.
 * ``freeze_encoder(True)``: the encoder gets no gradient and its BatchNorm stays in eval
   mode (``model.freeze_epochs`` of :class:`~colorization.tasks.ColorizationModule` drives it).
 
@@ -44,7 +48,7 @@ from torch import nn
 
 from colorization.color import gray_rgb, lab_norm_to_rgb
 from colorization.hints import HINT_CHANNELS
-from colorization.models.backbones import BACKBONES, efficientnet_lite0_features
+from colorization.models.backbones import BACKBONES, FrozenClassifier, efficientnet_lite0_features
 from colorization.models.blocks import ConvBNAct, colour_head
 from colorization.outputs import output_space
 
@@ -135,6 +139,7 @@ class EffNetUNet(nn.Module):
         decoder_widths: tuple[int, ...] = (128, 96, 64, 32, 16),
         hints: bool = False,
         hint_field: bool = False,
+        global_context: bool = False,
     ) -> None:
         super().__init__()
         if len(decoder_widths) != 5:
@@ -154,6 +159,11 @@ class EffNetUNet(nn.Module):
             DecoderBlock(widths[i], skips[i], widths[i + 1], convs=2 if i < 3 else 1) for i in range(levels)
         )
         self.head = colour_head(widths[levels], output)
+        # pretrained=False (the ablation, or weights from a checkpoint): the architecture only
+        self.classifier = FrozenClassifier("efficientnet_lite0", pretrained) if global_context else None
+        if self.classifier is not None:
+            channels = ENCODER_CHANNELS[-1]
+            self.fuse = ConvBNAct(channels + self.classifier.out_dim, channels, kernel_size=1)
 
     def freeze_encoder(self, frozen: bool = True) -> None:
         """No gradient to the encoder and its BatchNorm statistics kept (eval mode) while frozen."""
@@ -190,6 +200,9 @@ class EffNetUNet(nn.Module):
             skips = [torch.cat([f, *self.level_hints(hints, field, f.shape[-2:])], dim=1) for f in features[3::-1]]
             skips.append(x)
         h = features[-1]
+        if self.classifier is not None:
+            logits = self.classifier(gray_rgb(l_norm[:, :1]))[:, :, None, None]
+            h = self.fuse(torch.cat([h, logits.expand(-1, -1, *h.shape[-2:])], dim=1))
         for block, skip in zip(self.decoder, skips):
             h = block(h, skip)
         stride = self.space.stride

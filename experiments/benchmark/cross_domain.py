@@ -58,6 +58,7 @@ ROWS: dict[str, list[str]] = {
     "unet (pretrained)": UNET,
     "unet + bins (no rebalancing, lambda 1)": [*BINS, "model.rebalance_lambda=1.0"],
     "unet + bins (lambda 0.5)": [*BINS, "model.rebalance_lambda=0.5"],
+    "unet + bins (lambda 0.5) + global context": [*BINS, "model.rebalance_lambda=0.5", "model.net.global_context=true"],
     "unet + colourfulness objective": [*UNET, "model.colorfulness_weight=0.5"],
     "recipe": ["experiment=natural_photos"],
 }
