@@ -106,8 +106,9 @@ def plot(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", nargs="*", choices=("hints", "plain"), default=None,
-                        help="train these models first (no name: both)")
+    parser.add_argument(
+        "--train", nargs="*", choices=("hints", "plain"), default=None, help="train these models first (no name: both)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="score at most this many test photos")
     parser.add_argument("--out", type=Path, default=HERE / "output")
     args = parser.parse_args()
