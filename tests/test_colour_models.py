@@ -283,6 +283,29 @@ def test_a_bins_unet_exports_as_a_torch_export_program(bins_checkpoint, tmp_path
         assert torch.allclose(program(l_norm), colorizer(l_norm), atol=1e-5)
 
 
+@pytest.mark.slow
+def test_a_global_context_unet_loads_with_weights_only_colorizes_and_exports(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from colorization.colorize import export_main, main
+    from colorization.inference.model import OnnxColorizer, load_colorizer
+
+    ckpt = tiny_checkpoint(tmp_path / "run", "model=unet", "model.output=bins", "model.net.pretrained=false",
+                           "model.net.decoder_widths=[16,16,8,8,8]", "model.rebalance_batches=2",
+                           "model.net.global_context=true")  # fmt: skip
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    assert any(k.startswith("net.classifier.") for k in state) and "net.fuse.0.weight" in state
+    photo = _photo(tmp_path / "coffee.png")
+    assert main([str(photo), "--ckpt", str(ckpt), "-o", str(tmp_path / "out")]) == 0
+    assert np.asarray(Image.open(tmp_path / "out" / "coffee.png")).shape == (60, 90, 3)
+    out = tmp_path / "gc.onnx"
+    assert export_main(["--ckpt", str(ckpt), "-o", str(out), "--size", "64"]) == 0
+    colorizer, _ = load_colorizer(ckpt, torch.device("cpu"))
+    l_norm = torch.rand(2, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(OnnxColorizer(out)(l_norm), colorizer(l_norm), atol=1e-4)
+
+
 def test_eval_scores_a_bins_model_at_another_decoding(bins_checkpoint, tmp_path):
     from colorization.compose import compose_config
     from colorization.evaluate import EvaluationError, evaluate
