@@ -85,6 +85,7 @@ def test_the_recipe_variants_compose_on_the_recipe(compose_cfg):
     recipe = compose_cfg("experiment=natural_photos")
     assert recipe.model.output == "bins" and recipe.model.net._target_.endswith("EffNetUNet")
     assert len(recipe.data.root) == 3 and recipe.model.rebalance_lambda == 0.5
+    assert recipe.model.net.global_context and recipe.model.net.pretrained
     gpu = compose_cfg("experiment=natural_photos_gpu")
     assert (
         gpu.trainer.accelerator == "gpu"

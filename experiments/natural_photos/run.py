@@ -1,7 +1,7 @@
 """The recommended recipe, ``experiment=natural_photos``: train it (or take a checkpoint), pick
 its decoding on the validation split, colour photos it never saw, check the chroma for bands.
 
-    python experiments/natural_photos/run.py --train                # ~35 min on 2 CPU cores, then the rest
+    python experiments/natural_photos/run.py --train                # ~43 min on 2 CPU cores, then ~5 min more
     python experiments/natural_photos/run.py --ckpt runs/recipe/checkpoints/last.ckpt
 
 1. ``--train``: ``train.py experiment=natural_photos`` into ``experiments/natural_photos/runs/recipe``.
