@@ -204,6 +204,32 @@ def test_colourfulness_objective_penalises_dull_predictions_only():
     assert float(colorfulness_shortfall(vivid.clamp(0, 1), truth)) == pytest.approx(0.0, abs=1e-3)
 
 
+def test_colourfulness_objective_does_not_reward_streaks_over_regions():
+    """A thin streak of extreme colour and a region of mild colour cost the L1 loss the same
+    (the same sum of |colour - gray|). Hasler's metric as it is (``std``) scores the streak far
+    higher: what painted streaks along edges. ``mad`` scores them within 2x."""
+    from colorization.color import lab_norm_to_rgb
+
+    l_norm = torch.zeros(1, 1, 64, 64)  # L = 50
+    truth = torch.zeros(1, 2, 64, 64)
+    truth[:, 0, :, 32:] = 0.5  # half the photo reddish
+    streak, region = torch.zeros(1, 2, 64, 64), torch.zeros(1, 2, 64, 64)
+    streak[:, 1, :, 40] = -0.8  # one column of saturated blue: 64 pixels x 0.8
+    region[:, 1, :, 32:48] = -0.05  # a 16-column block of faint blue: 1,024 pixels x 0.05
+    assert float(streak.abs().sum()) == pytest.approx(float(region.abs().sum()))
+    true_rgb = lab_norm_to_rgb(l_norm, truth)
+
+    def earned(ab, spread):  # colourfulness bought, on the objective's scale
+        gray = colorfulness_shortfall(lab_norm_to_rgb(l_norm, torch.zeros_like(ab)), true_rgb, spread)
+        return float(gray - colorfulness_shortfall(lab_norm_to_rgb(l_norm, ab), true_rgb, spread))
+
+    assert earned(streak, "std") > 4 * earned(region, "std")
+    assert 0 < earned(streak, "mad") < 2 * earned(region, "mad")
+    assert colorfulness_shortfall(true_rgb, true_rgb, "mad") == pytest.approx(0.0, abs=1e-4)
+    with pytest.raises(ValueError, match="spread"):
+        colorfulness_shortfall(true_rgb, true_rgb, "var")
+
+
 @pytest.fixture(scope="module")
 def bins_checkpoint(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bins_run")
@@ -346,13 +372,15 @@ def test_schedules_that_would_train_wrongly_are_refused_before_training(compose_
     check_values(compose_cfg("model=unet", "trainer=ddp_sim", "model.freeze_epochs=0"))
 
 
-@pytest.mark.parametrize("output", ["ab", "bins"])
-def test_the_colourfulness_objective_trains_through_the_task(output):
+@pytest.mark.parametrize(("output", "spread"), [("ab", "std"), ("ab", "mad"), ("bins", "std")])
+def test_the_colourfulness_objective_trains_through_the_task(output, spread):
     from colorization.tasks import ColorizationModule
 
     torch.manual_seed(0)
     net = SkipCAE(width=8, depth=3, output=output)
-    module = ColorizationModule(net, output=output, colorfulness_weight=1.0)
+    with pytest.raises(ValueError, match="model.colorfulness_spread=var"):
+        ColorizationModule(net, output=output, colorfulness_weight=1.0, colorfulness_spread="var")
+    module = ColorizationModule(net, output=output, colorfulness_weight=1.0, colorfulness_spread=spread)
     batch = real_batch(2, 32)
     loss, _, extra = module.model_step(batch)
     loss.backward()  # through Lab -> RGB: no in-place op may break the graph

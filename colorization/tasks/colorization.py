@@ -13,7 +13,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from colorization import ab_bins
 from colorization.color import AB_SCALE, gray_rgb, rgb_to_lab_norm
 from colorization.hints import sample_hints
-from colorization.losses import colorfulness_shortfall, get_loss
+from colorization.losses import SPREADS, colorfulness_shortfall, get_loss
 from colorization.metrics import AbAuC, AbR2, Colorfulness, ColorfulnessGap, DeltaE2000
 from colorization.outputs import TEMPERATURE, BinsSpace, output_space, upsample
 from colorization.tasks.base import ConfiguredModule, OptimizerFactory, SchedulerFactory
@@ -61,7 +61,9 @@ class ColorizationModule(ConfiguredModule):
         regression_weight: weight of the regression loss beside the bins' cross-entropy.
         colorfulness_weight: weight of the colourfulness objective
             (:func:`~colorization.losses.colorfulness_shortfall`: how far each prediction's
-            colourfulness falls short of its truth's); 0 disables it.
+            colourfulness falls short of its truth's); 0 disables it. ``colorfulness_spread``: ``std``
+            (Hasler's metric as it is, which rewards thin streaks of extreme colour) or ``mad``
+            (mean absolute deviation: no streaks; :func:`~colorization.losses.colorfulness_shortfall`).
         hints: user colour hints (Zhang et al. 2017, :mod:`colorization.hints`): the net also
             sees hint ab + mask channels, drawn from the true ab in training (random) and in
             validation / test (seeded by the batch index: the same every epoch); nets with
@@ -104,6 +106,7 @@ class ColorizationModule(ConfiguredModule):
         rebalance_batches: int = 64,
         regression_weight: float = 1.0,
         colorfulness_weight: float = 0.0,
+        colorfulness_spread: str = "std",
         freeze_epochs: int = 0,
         encoder_lr_scale: float = 1.0,
         hints: bool = False,
@@ -121,6 +124,8 @@ class ColorizationModule(ConfiguredModule):
         weights = min(colorfulness_weight, regression_weight)
         if not 0.0 <= rebalance_lambda <= 1.0 or rebalance_batches < 1 or weights < 0:
             raise ValueError("model.rebalance_lambda must be in [0, 1], rebalance_batches >= 1, weights >= 0")
+        if colorfulness_spread not in SPREADS:
+            raise ValueError(f"model.colorfulness_spread={colorfulness_spread}: choose from {', '.join(SPREADS)}")
         if freeze_epochs < 0 or encoder_lr_scale < 0:
             raise ValueError("model.freeze_epochs and model.encoder_lr_scale must be >= 0")
         if bool(hints) != bool(getattr(net, "hints", False)):
@@ -183,7 +188,8 @@ class ColorizationModule(ConfiguredModule):
         else:
             loss = self.criterion(pred, self.target(batch))
         if self.hparams.get("colorfulness_weight"):
-            shortfall = colorfulness_shortfall(self.to_rgb(batch["L"], pred), batch["rgb"])
+            spread = self.hparams.get("colorfulness_spread", "std")  # "std" before the option existed
+            shortfall = colorfulness_shortfall(self.to_rgb(batch["L"], pred), batch["rgb"], spread)
             extra["colorfulness_shortfall"] = shortfall.detach()
             loss = loss + self.hparams.colorfulness_weight * shortfall
         return loss, pred, extra

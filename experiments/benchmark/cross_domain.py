@@ -60,6 +60,8 @@ ROWS: dict[str, list[str]] = {
     "unet + bins (lambda 0.5)": [*BINS, "model.rebalance_lambda=0.5"],
     "unet + bins (lambda 0.5) + global context": [*BINS, "model.rebalance_lambda=0.5", "model.net.global_context=true"],
     "unet + colourfulness objective": [*UNET, "model.colorfulness_weight=0.5"],
+    # the objective with its spread as mean absolute deviation (no streaks along edges)
+    "unet + colourfulness objective (mad)": [*UNET, "model.colorfulness_weight=0.5", "model.colorfulness_spread=mad"],
     "recipe": ["experiment=natural_photos"],
 }
 FIXED = {"gray", "mean_ab"}  # nothing to train by gradient: one step (mean_ab is fitted in closed form)
