@@ -28,13 +28,15 @@ def get_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
 SPREADS = ("mad", "std")
 
 
-def objective_colorfulness(rgb: torch.Tensor, spread: str = "std", eps: float = 1e-6) -> torch.Tensor:
+def objective_colorfulness(
+    rgb: torch.Tensor, spread: str = "std", dtype: torch.dtype = torch.float32, eps: float = 1e-6
+) -> torch.Tensor:
     """Hasler-Suesstrunk colourfulness of (B, 3, H, W) sRGB in [0, 1] on 0..255 -> (B,), with the
     spread of the opponent channels measured as ``std`` (the metric's own) or ``mad`` (mean
     absolute deviation from the mean)."""
     if spread == "std":
-        return colorfulness_batch(rgb, dtype=torch.float32, eps=eps)
-    x = rgb.float().flatten(2) * 255
+        return colorfulness_batch(rgb, dtype=dtype, eps=eps)
+    x = rgb.to(dtype).flatten(2) * 255
     rg = x[:, 0] - x[:, 1]
     yb = 0.5 * (x[:, 0] + x[:, 1]) - x[:, 2]
     mean_rg, mean_yb = rg.mean(1, keepdim=True), yb.mean(1, keepdim=True)
@@ -66,5 +68,5 @@ def colorfulness_shortfall(pred_rgb: torch.Tensor, true_rgb: torch.Tensor, sprea
         raise ValueError(f"colourfulness spread {spread!r}: choose from {', '.join(SPREADS)}")
     predicted = objective_colorfulness(pred_rgb, spread)
     with torch.no_grad():
-        target = objective_colorfulness(true_rgb.double(), spread).float()
+        target = objective_colorfulness(true_rgb, spread, dtype=torch.float64, eps=0.0).float()
     return F.relu(target - predicted).mean() / 100
