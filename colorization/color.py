@@ -189,7 +189,9 @@ def gray_rgb(l_norm: torch.Tensor) -> torch.Tensor:
     return lab_norm_to_rgb(l_norm, torch.zeros_like(l_norm).expand(-1, 2, -1, -1))
 
 
-def colorfulness_batch(rgb: torch.Tensor, dtype: torch.dtype = torch.float64, eps: float = 0.0) -> torch.Tensor:
+def colorfulness_batch(
+    rgb: torch.Tensor, dtype: torch.dtype = torch.float64, eps: float = 0.0, spread: str = "std"
+) -> torch.Tensor:
     """Hasler & Suesstrunk (2003) colourfulness M3 of each image of (B, 3, H, W) sRGB in
     [0, 1], scored on the 0..255 scale -> (B,).
 
@@ -198,12 +200,20 @@ def colorfulness_batch(rgb: torch.Tensor, dtype: torch.dtype = torch.float64, ep
     A gray image scores 0; the authors call < 15 "not colourful", > 45 "quite colourful".
     ``dtype``: float64 for metrics; ``eps`` > 0 inside the square roots keeps the gradient
     finite at gray (the colourfulness objective, :func:`colorization.losses.colorfulness_shortfall`).
+    ``spread``: ``std`` (the metric's own) or ``mad`` (mean absolute deviation from the mean,
+    for the objective only: not Hasler's metric).
     """
     x = rgb.to(dtype) * 255
-    rg = x[:, 0] - x[:, 1]
-    yb = 0.5 * (x[:, 0] + x[:, 1]) - x[:, 2]
-    sigma = torch.sqrt(rg.flatten(1).var(1, correction=0) + yb.flatten(1).var(1, correction=0) + eps)
-    mu = torch.sqrt(rg.flatten(1).mean(1) ** 2 + yb.flatten(1).mean(1) ** 2 + eps)
+    rg = (x[:, 0] - x[:, 1]).flatten(1)
+    yb = (0.5 * (x[:, 0] + x[:, 1]) - x[:, 2]).flatten(1)
+    mean_rg, mean_yb = rg.mean(1), yb.mean(1)
+    if spread == "std":
+        spread_rg, spread_yb = rg.var(1, correction=0), yb.var(1, correction=0)
+    else:
+        spread_rg = (rg - mean_rg[:, None]).abs().mean(1) ** 2
+        spread_yb = (yb - mean_yb[:, None]).abs().mean(1) ** 2
+    sigma = torch.sqrt(spread_rg + spread_yb + eps)
+    mu = torch.sqrt(mean_rg**2 + mean_yb**2 + eps)
     return sigma + 0.3 * mu
 
 

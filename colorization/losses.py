@@ -28,23 +28,6 @@ def get_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
 SPREADS = ("mad", "std")
 
 
-def objective_colorfulness(
-    rgb: torch.Tensor, spread: str = "std", dtype: torch.dtype = torch.float32, eps: float = 1e-6
-) -> torch.Tensor:
-    """Hasler-Suesstrunk colourfulness of (B, 3, H, W) sRGB in [0, 1] on 0..255 -> (B,), with the
-    spread of the opponent channels measured as ``std`` (the metric's own) or ``mad`` (mean
-    absolute deviation from the mean)."""
-    if spread == "std":
-        return colorfulness_batch(rgb, dtype=dtype, eps=eps)
-    x = rgb.to(dtype).flatten(2) * 255
-    rg = x[:, 0] - x[:, 1]
-    yb = 0.5 * (x[:, 0] + x[:, 1]) - x[:, 2]
-    mean_rg, mean_yb = rg.mean(1, keepdim=True), yb.mean(1, keepdim=True)
-    mad_rg = (rg - mean_rg).abs().mean(1)
-    mad_yb = (yb - mean_yb).abs().mean(1)
-    return torch.sqrt(mad_rg**2 + mad_yb**2 + eps) + 0.3 * torch.sqrt(mean_rg[:, 0] ** 2 + mean_yb[:, 0] ** 2 + eps)
-
-
 def colorfulness_shortfall(pred_rgb: torch.Tensor, true_rgb: torch.Tensor, spread: str = "std") -> torch.Tensor:
     """The colourfulness objective: by how much each prediction's colourfulness falls short of
     its truth's, averaged over the batch, on the 0..1 scale (metric / 100).
@@ -66,7 +49,7 @@ def colorfulness_shortfall(pred_rgb: torch.Tensor, true_rgb: torch.Tensor, sprea
     """
     if spread not in SPREADS:
         raise ValueError(f"colourfulness spread {spread!r}: choose from {', '.join(SPREADS)}")
-    predicted = objective_colorfulness(pred_rgb, spread)
+    predicted = colorfulness_batch(pred_rgb, dtype=torch.float32, eps=1e-6, spread=spread)
     with torch.no_grad():
-        target = objective_colorfulness(true_rgb, spread, dtype=torch.float64, eps=0.0).float()
+        target = colorfulness_batch(true_rgb, spread=spread).float()
     return F.relu(target - predicted).mean() / 100
