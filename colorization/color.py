@@ -209,9 +209,11 @@ def colorfulness_batch(
     mean_rg, mean_yb = rg.mean(1), yb.mean(1)
     if spread == "std":
         spread_rg, spread_yb = rg.var(1, correction=0), yb.var(1, correction=0)
-    else:
+    elif spread == "mad":
         spread_rg = (rg - mean_rg[:, None]).abs().mean(1) ** 2
         spread_yb = (yb - mean_yb[:, None]).abs().mean(1) ** 2
+    else:
+        raise ValueError(f"colourfulness spread {spread!r}: choose from mad, std")
     sigma = torch.sqrt(spread_rg + spread_yb + eps)
     mu = torch.sqrt(mean_rg**2 + mean_yb**2 + eps)
     return sigma + 0.3 * mu
