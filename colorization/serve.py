@@ -13,17 +13,21 @@ one handler and one page (no framework, no new dependency, nothing fetched from 
 the page), every request and error is under our control (size checks before reading, messages
 in the page), and the browser test drives plain HTML elements.
 
-Safety (a visitor is untrusted): it listens on 127.0.0.1 unless ``--host`` says otherwise
-(and then answers only requests whose Host names this machine, and no other site's page:
-Origin must match, POSTs must be JSON); at most two photos are worked on at once (others wait, then
-get "busy"), a client idle for 30 s mid-request is dropped;
-requests larger than the upload limit are refused before they are read; a photo is decoded
-with the command line's rules and limits (:func:`~colorization.data.images.open_rgb`,
-``--max-pixels``) from a file in a private temporary folder, deleted after the request (the
-folder when the server stops): nothing a visitor sends is written anywhere else. Checkpoints
-can only be chosen from the ``--ckpt-dir`` listing (names, never paths) and are loaded as
-``colorize`` loads them (``weights_only=True``, checked config). Every error is a message in
-the page (JSON ``{"error": ...}``, HTTP 4xx) and the server keeps serving.
+Safety (a visitor is untrusted): it listens on 127.0.0.1 unless ``--host`` says otherwise, and
+on any address answers only requests whose Host names this server (a loopback name, the address
+the client connected to, or an ``--allowed-host`` name: a DNS name rebound to this machine gets
+403) and no other site's page (Origin must match, POSTs must be JSON). A client has
+``--request-timeout`` (30 s) to send its whole request, headers (64 KiB at most) and body; an
+upload declaring more than the limit is refused from its headers, before its body is sent. A
+body is read before a work slot is taken, so slow clients hold none; bodies in memory at once
+are bounded (eight full-size uploads: others get "busy"), and at most two photos are worked on
+at once (others wait, then get "busy"). A photo is decoded with the command line's rules and
+limits (:func:`~colorization.data.images.open_rgb`, ``--max-pixels``) from a file in a private
+temporary folder, deleted after the request (the folder when the server stops, SIGTERM and
+Ctrl-C included): nothing a visitor sends is written anywhere else. Checkpoints can only be
+chosen from the ``--ckpt-dir`` listing (names, never paths) and are loaded as ``colorize`` loads
+them (``weights_only=True``, checked config). Every error is a message in the page (JSON
+``{"error": ...}``, HTTP 4xx) and the server keeps serving.
 """
 
 from __future__ import annotations
@@ -32,14 +36,17 @@ import argparse
 import base64
 import binascii
 import io
+import ipaddress
 import json
+import re
+import socket
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -52,17 +59,30 @@ from colorization.data.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, Unrea
 from colorization.hints import HintsError, hint_channels, parse_hints
 from colorization.inference.fullres import compose_full_resolution, gray_of, working_input
 from colorization.inference.model import MAX_SIZE, ColorizeError, Colorizer, load_colorizer, pick_device
+from colorization.runtime import Interrupted, signals_interrupt
 
 DEFAULT_PORT = 7860
 #: the largest photo file a visitor may send (bytes, before base64)
 DEFAULT_MAX_UPLOAD = 50 * 1024 * 1024
 #: checkpoints listed from --ckpt-dir at most
 MAX_CHECKPOINTS = 500
-#: an oversized request body is read (and dropped) up to this size before the refusal
-DRAIN_BYTES = 256 * 1024 * 1024
-#: requests worked on at once (more get HTTP 503, "busy"); seconds a client may idle mid-request
+#: requests worked on at once (more wait SLOT_WAIT_S, then get HTTP 503, "busy")
 CONCURRENT_REQUESTS = 2
-REQUEST_TIMEOUT_S = 30
+SLOT_WAIT_S = 30
+#: seconds a client has to send a whole request: line, headers and body (--request-timeout);
+#: also the most a reply may take to be sent
+REQUEST_DEADLINE_S = 30
+#: bytes of request line and headers at most
+HEADER_BYTES = 64 * 1024
+#: request bodies held in memory at once (being received, waiting or worked on), in full-size
+#: uploads: a request reserves its declared size before its body is read (more get "busy")
+READING_UPLOADS = 8
+#: seconds a connection refused before its body was read still drops what the client sends,
+#: so that the client sees the answer rather than a reset connection
+LINGER_S = 1.0
+#: Host names always answered (besides --host, --allowed-host and the address connected to)
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+BUSY = "the server is busy with other photos; try again"
 #: seconds the checkpoint listing is reused
 LISTING_TTL_S = 5.0
 #: loaded models kept in memory
@@ -75,6 +95,83 @@ class RequestError(ValueError):
     def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
         super().__init__(message)
         self.status = status
+
+
+class RequestCut(Exception):
+    """A client that did not send its request in time, or sent too much before its body: it is
+    answered (``status``) and its connection closed."""
+
+    def __init__(self, message: str, status: HTTPStatus) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def request_limit(max_upload: int) -> int:
+    """The largest request body for a photo of ``max_upload`` bytes: base64 and the JSON around it."""
+    return max_upload * 4 // 3 + 2**20
+
+
+class RequestReader(io.RawIOBase):
+    """A connection's socket as its handler reads it: all reads of one request share a deadline
+    (a timeout per read alone lets a client sending a byte every few seconds keep the connection
+    for ever) and an allowance of bytes (the headers' size, then the declared body)."""
+
+    def __init__(self, sock: socket.socket, write_timeout: float) -> None:
+        super().__init__()
+        self.sock, self.write_timeout = sock, write_timeout
+        self.seconds = self.deadline = 0.0
+        self.allowance = self.received = 0
+
+    def start(self, seconds: float, allowance: int) -> None:
+        """A new request: ``seconds`` from now to send all of it, ``allowance`` bytes until
+        :meth:`allow` grants more."""
+        self.seconds, self.deadline = seconds, time.monotonic() + seconds
+        self.allowance, self.received = allowance, 0
+
+    def allow(self, more: int) -> None:
+        self.allowance += more
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.allowance <= 0:
+            message = f"the request's headers are larger than {HEADER_BYTES // 1024} KiB"
+            raise RequestCut(message, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+        try:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self.sock.settimeout(left)
+            count = self.sock.recv_into(buffer, min(len(buffer), self.allowance))
+        except TimeoutError:
+            raise RequestCut(
+                f"the request was not sent within {self.seconds:g} s", HTTPStatus.REQUEST_TIMEOUT
+            ) from None
+        finally:
+            self.sock.settimeout(self.write_timeout)  # the reply's own limit
+        self.allowance -= count
+        self.received += count
+        return count
+
+
+class Reservations:
+    """Bytes that requests may hold at once; a request that does not fit is refused, not queued."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+        self.lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        with self.lock:
+            if size > self.left:
+                return False
+            self.left -= size
+            return True
+
+    def give(self, size: int) -> None:
+        with self.lock:
+            self.left += size
 
 
 def png_data_url(rgb_u8: np.ndarray) -> str:
@@ -101,7 +198,9 @@ class ColorizeApp:
         #: requests being worked on at most (others get "busy"): bounds memory and CPU
         self.slots = threading.BoundedSemaphore(CONCURRENT_REQUESTS)
         self._listing: tuple[float, list[str]] = (0.0, [])
-        self.temp = tempfile.TemporaryDirectory(prefix="colorize-serve-")
+        # removed by close(), at exit, and on SIGTERM / Ctrl-C (serve_main); a request still
+        # decoding a photo then cannot make the removal fail
+        self.temp = tempfile.TemporaryDirectory(prefix="colorize-serve-", ignore_cleanup_errors=True)
 
     def close(self) -> None:
         self.temp.cleanup()
@@ -201,24 +300,57 @@ class ColorizeApp:
 
 
 class Handler(BaseHTTPRequestHandler):
-    app: ColorizeApp  # set on the subclass made by make_server
-    loopback: bool = True  # listening on this machine only: Host must name it (DNS rebinding)
+    app: ColorizeApp  # these four are set on the subclass made by make_server
+    host_names: frozenset[str]  # the Host names answered (DNS rebinding), besides the address connected to
+    deadline_s: float  # seconds a client has to send a whole request
+    bodies: Reservations  # request bodies held at once
     server_version = "colorize-serve"
-    timeout = REQUEST_TIMEOUT_S  # a client that stops sending mid-request is dropped
+    timeout = REQUEST_DEADLINE_S  # sending a reply: the socket's timeout between the request's reads
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        self.reader = RequestReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self) -> None:
+        """One request within :class:`RequestReader`'s bounds: a client that misses them gets
+        408 or 431 and its connection closed (an idle one is closed without a word)."""
+        self.reader.start(self.deadline_s, HEADER_BYTES)
+        self.requestline, self.request_version, self.command = "", "HTTP/1.0", ""  # until its line is read
+        try:
+            super().handle_one_request()
+        except RequestCut as cut:
+            self.close_connection = True
+            if self.reader.received:
+                self.refuse(cut.status, str(cut))
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
         message = format % args
         table = getattr(self, "_control_char_table", None)  # escapes a request line's control characters
         sys.stderr.write(f"colorize serve: {self.address_string()} {message.translate(table) if table else message}\n")
 
+    def serves(self, host: str) -> bool:
+        """Whether a Host header names this server: a name it was given (a rebound DNS name is
+        not one), or the IP address the client connected to (an address cannot be rebound)."""
+        name = host if host.endswith("]") else host.rpartition(":")[0] or host
+        name = name.rstrip(".")
+        if name in self.host_names:
+            return True
+        try:
+            address = ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
+            local = ipaddress.ip_address(self.connection.getsockname()[0])
+        except ValueError:
+            return False
+        return address in (local, getattr(local, "ipv4_mapped", None))
+
     def foreign(self) -> str | None:
         """Why this request does not come from the page itself (None when it does): a Host that
-        is not this machine while listening on it only (a rebound DNS name), or an Origin that
-        is not the Host (another site's page posting to it)."""
-        host = (self.headers.get("Host") or "").lower()
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        if self.loopback and name not in ("localhost", "127.0.0.1", "[::1]"):
-            return f"Host {host[:60]!r} is not this machine"
+        does not name this server (a rebound DNS name), or an Origin that is not the Host
+        (another site's page posting to it)."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        if not self.serves(host):
+            return f"Host {host[:60]!r} is not a name of this server (start it with --allowed-host NAME to serve one)"
         origin = self.headers.get("Origin")
         if origin is not None and origin.lower() not in (f"http://{host}", f"https://{host}"):
             return f"requests from {origin[:60]!r} are not accepted"
@@ -236,16 +368,21 @@ class Handler(BaseHTTPRequestHandler):
     def reply_json(self, status: HTTPStatus, value: object) -> None:
         self.reply(status, json.dumps(value).encode(), "application/json")
 
-    def drain(self, length: int) -> None:
-        """Read and drop a refused request's body up to DRAIN_BYTES, so that a client still
-        sending it sees the answer; the connection is closed after."""
+    def refuse(self, status: HTTPStatus, message: str) -> None:
+        """Answers a request refused before its body was read, and closes the connection. What
+        the client still sends is dropped for LINGER_S at most (never the body it declared), so
+        that it sees the answer rather than a reset connection."""
         self.close_connection = True
-        remaining = min(length, DRAIN_BYTES) if length > 0 else 0
-        while remaining > 0:
-            chunk = self.rfile.read(min(2**20, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
+        self.reply_json(status, {"error": message})
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            end = time.monotonic() + LINGER_S
+            while (left := end - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                if not self.connection.recv(2**16):
+                    break
+        except OSError:  # the client is gone, or LINGER_S is over
+            pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         if reason := self.foreign():
@@ -258,55 +395,90 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.reply_json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {self.path[:80]}"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def admitted_length(self) -> int | None:
+        """The body size of a POST that may be read, or None when it was refused (from its
+        headers: nothing of its body is read)."""
+        length = (self.headers.get("Content-Length") or "").strip()
         if self.path != "/api/colorize":
-            self.reply_json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {self.path[:80]}"})
-            return
-        if reason := self.foreign():
-            self.close_connection = True
-            self.reply_json(HTTPStatus.FORBIDDEN, {"error": reason})
-            return
-        if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
-            self.close_connection = True
-            self.reply_json(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": "send the photo as JSON (application/json)"})
-            return
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            self.close_connection = True
-            self.reply_json(HTTPStatus.LENGTH_REQUIRED, {"error": "the request has no Content-Length"})
-            return
-        limit = self.app.max_upload * 4 // 3 + 2**20  # base64 and the JSON around it
-        if not 0 <= length <= limit:
-            self.drain(length)
+            self.refuse(HTTPStatus.NOT_FOUND, f"no such endpoint: {self.path[:80]}")
+        elif reason := self.foreign():
+            self.refuse(HTTPStatus.FORBIDDEN, reason)
+        elif (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
+            self.refuse(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the photo as JSON (application/json)")
+        elif not (length.isascii() and length.isdigit()) or "Transfer-Encoding" in self.headers:
+            self.refuse(HTTPStatus.LENGTH_REQUIRED, "the request has no Content-Length")
+        elif int(length) > request_limit(self.app.max_upload):
             message = f"the upload is larger than the limit of {self.app.max_upload // 2**20} MiB"
-            self.reply_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": message})
+            self.refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message)
+        else:
+            return int(length)
+        return None
+
+    def do_POST(self) -> None:  # noqa: N802
+        """The body is read (within the request's deadline) before a work slot is taken, so a
+        slow client holds none; its declared size is reserved first, bounding bodies in memory."""
+        length = self.admitted_length()
+        if length is None:
             return
-        if not self.app.slots.acquire(timeout=REQUEST_TIMEOUT_S):
-            self.drain(length)
-            busy = "the server is busy with other photos; try again"
-            self.reply_json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": busy})
+        if not self.bodies.take(length):
+            self.refuse(HTTPStatus.SERVICE_UNAVAILABLE, BUSY)
             return
         try:
-            payload = json.loads(self.rfile.read(length))
-            self.reply_json(HTTPStatus.OK, self.app.colorize(payload))
+            self.reader.allow(length)
+            body = self.rfile.read(length)
+            if len(body) < length:  # the client left
+                self.close_connection = True
+                return
+            if not self.app.slots.acquire(timeout=SLOT_WAIT_S):
+                self.reply_json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": BUSY})
+                return
+            try:
+                status, answer = self.work(body)
+            finally:
+                self.app.slots.release()
+            self.reply_json(status, answer)
+        finally:
+            self.bodies.give(length)
+
+    def work(self, body: bytes) -> tuple[HTTPStatus, dict]:
+        try:
+            return HTTPStatus.OK, self.app.colorize(json.loads(body))
         except RequestError as error:
-            self.reply_json(error.status, {"error": str(error)})
+            return error.status, {"error": str(error)}
         except (ValueError, UnicodeDecodeError, RecursionError):  # JSONDecodeError, or an int too long
-            self.reply_json(HTTPStatus.BAD_REQUEST, {"error": "the request is not JSON"})
+            return HTTPStatus.BAD_REQUEST, {"error": "the request is not JSON"}
         except Exception as error:  # noqa: BLE001 - the server keeps serving whatever happens
             print(f"colorize serve: error: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
-            self.reply_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error ({type(error).__name__})"})
-        finally:
-            self.app.slots.release()
+            return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error ({type(error).__name__})"}
 
 
-def make_server(app: ColorizeApp, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
-    loopback = host in ("127.0.0.1", "localhost", "::1")
-    handler = type("AppHandler", (Handler,), {"app": app, "loopback": loopback})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+class Server(ThreadingHTTPServer):
+    """A thread per connection, so that a slow client delays no other."""
+
+    daemon_threads = True
+    request_queue_size = 64  # connections waiting to be accepted (5 by default: a burst waits a second)
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that left mid-request is one line, not a traceback."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handle_error(request, client_address)
+            return
+        print(f"colorize serve: {client_address[0]} left ({type(error).__name__})", file=sys.stderr, flush=True)
+
+
+def make_server(
+    app: ColorizeApp, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, allowed_hosts: Iterable[str] = (),
+    deadline_s: float = REQUEST_DEADLINE_S,
+) -> Server:  # fmt: skip
+    """The server of ``app``: it answers the loopback names, ``host``, ``allowed_hosts`` and the
+    address a client connected to; a client has ``deadline_s`` to send a whole request."""
+    names = {*LOOPBACK_NAMES, f"[{host}]" if ":" in host else host, *allowed_hosts}
+    handler = type("AppHandler", (Handler,), {
+        "app": app, "host_names": frozenset(name.lower().rstrip(".") for name in names), "deadline_s": deadline_s,
+        "bodies": Reservations(READING_UPLOADS * request_limit(app.max_upload)),
+    })  # fmt: skip
+    return Server((host, port), handler)
 
 
 def serve_parser() -> argparse.ArgumentParser:
@@ -322,7 +494,20 @@ def serve_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-upload-mib", type=int, default=DEFAULT_MAX_UPLOAD // 2**20, help="refuse larger files (default 50)"
     )
+    parser.add_argument(
+        "--allowed-host", action="append", default=[], metavar="NAME",
+        help="also answer requests for this host name (repeatable; always answered: localhost, 127.0.0.1, [::1], "
+        "--host and the address a client connected to; any other name gets 403, against DNS rebinding)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--request-timeout", type=float, default=REQUEST_DEADLINE_S, metavar="S",
+        help=f"seconds a client has to send a whole request, photo included (default {REQUEST_DEADLINE_S})",
+    )  # fmt: skip
     return parser
+
+
+#: what --allowed-host takes: a name or an IPv6 address in brackets (no scheme, port or path)
+HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]")
 
 
 def serve_main(argv: Sequence[str]) -> int:
@@ -334,22 +519,36 @@ def serve_main(argv: Sequence[str]) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if (args.size or 0) > MAX_SIZE:
         parser.error(f"--size must be <= {MAX_SIZE}, got {args.size}")
+    if not 0 < args.request_timeout < float("inf"):
+        parser.error(f"--request-timeout must be a number of seconds > 0, got {args.request_timeout}")
+    for name in args.allowed_host:
+        if not HOST_NAME.fullmatch(name):
+            parser.error(f"--allowed-host takes a host name (no scheme, port or path), got {name!r}")
+    app = server = None
     try:
-        app = ColorizeApp(args.ckpt_dir, args.device, args.size, args.max_pixels, args.max_upload_mib * 2**20)
-        server = make_server(app, args.host, args.port)
+        with signals_interrupt():  # SIGTERM (kill, systemd, docker stop) and Ctrl-C remove the temporary folder too
+            app = ColorizeApp(args.ckpt_dir, args.device, args.size, args.max_pixels, args.max_upload_mib * 2**20)
+            server = make_server(
+                app, args.host, args.port, allowed_hosts=args.allowed_host, deadline_s=args.request_timeout
+            )
+            host, port = server.server_address[:2]
+            found = len(app.checkpoints())
+            print(
+                f"colorize serve: http://{host}:{port}/ ({found} checkpoints in {app.ckpt_dir}); Ctrl-C stops",
+                flush=True,
+            )
+            server.serve_forever()
     except (ColorizeError, OSError) as error:
         print(f"colorize serve: error: {error}", file=sys.stderr)
         return 2
-    host, port = server.server_address[:2]
-    found = len(app.checkpoints())
-    print(f"colorize serve: http://{host}:{port}/ ({found} checkpoints in {app.ckpt_dir}); Ctrl-C stops", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    except Interrupted as stop:
+        print(f"colorize serve: stopped ({stop})", file=sys.stderr)
+        return stop.exit_code
     finally:
-        server.server_close()
-        app.close()
+        if server is not None:
+            server.server_close()
+        if app is not None:
+            app.close()
     return 0
 
 
