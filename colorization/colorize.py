@@ -27,18 +27,21 @@ own classes (:mod:`colorization.safe_config`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-import torch
-
-from colorization.data.images import DEFAULT_MAX_PIXELS
-from colorization.inference.export import SUFFIXES, export
-from colorization.inference.jobs import FORMATS, Summary, colorize
-from colorization.inference.model import MAX_SIZE, ColorizeError
-from colorization.inference.temporal import METHODS as TEMPORAL_METHODS
-from colorization.outputs import check_decoding
-from colorization.runtime import Interrupted, signals_interrupt
+# only what the parser needs: torch and the model code are imported once the arguments are
+# good, so --help and argument errors answer at once
+from colorization.inference.options import (
+    DEFAULT_MAX_PIXELS,
+    EXPORT_SUFFIXES,
+    FORMATS,
+    MAX_SIZE,
+    TEMPORAL_METHODS,
+    check_decoding,
+    default_threads,
+)
 
 
 def colorize_parser() -> argparse.ArgumentParser:
@@ -95,7 +98,18 @@ def colorize_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_PIXELS,
         help=f"refuse images of more pixels (width x height), before decoding (default {DEFAULT_MAX_PIXELS:,})",
     )
+    add_threads(parser)
     return parser
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for the network (default: the cores not already busy, from the load average; "
+        "OMP_NUM_THREADS if set)",
+    )
 
 
 def export_parser() -> argparse.ArgumentParser:
@@ -106,16 +120,17 @@ def export_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
     parser.add_argument(
-        "--format", choices=sorted(SUFFIXES), default="onnx", help="onnx (default) or pt2 (torch.export)"
+        "--format", choices=sorted(EXPORT_SUFFIXES), default="onnx", help="onnx (default) or pt2 (torch.export)"
     )
     parser.add_argument("-o", "--output", default=None, help="file to write (default: next to the checkpoint)")
     parser.add_argument("--size", type=int, default=None, help="working size S (default: the training crop size)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_threads(parser)
     return parser
 
 
 def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    for name in ("batch_size", "size", "max_pixels"):
+    for name in ("batch_size", "size", "max_pixels", "threads"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -133,10 +148,25 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         parser.error("--crf must be in 0..51")
 
 
+def threads_for(args: argparse.Namespace) -> int:
+    """``--threads``, else ``OMP_NUM_THREADS`` when the user set it, else :func:`default_threads`."""
+    if getattr(args, "threads", None):
+        return args.threads
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else default_threads()
+
+
 def _run(argv: Sequence[str] | None, parser: argparse.ArgumentParser, job) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     check_args(args, parser)
-    summary = Summary()
+    import torch
+
+    from colorization.inference.jobs import Summary
+    from colorization.inference.model import ColorizeError
+    from colorization.runtime import Interrupted, signals_interrupt
+
+    summary, threads = Summary(), torch.get_num_threads()
+    torch.set_num_threads(threads_for(args))
     try:
         with signals_interrupt(), torch.no_grad():  # restored after: main() may run inside a program
             return job(args, summary)
@@ -147,15 +177,21 @@ def _run(argv: Sequence[str] | None, parser: argparse.ArgumentParser, job) -> in
         message = f"{parser.prog}: stopped by {stop}: {summary.done} done, the one in progress not written"
         print(message, file=sys.stderr)
         return stop.exit_code
+    finally:
+        torch.set_num_threads(threads)
 
 
-def _colorize_job(args: argparse.Namespace, summary: Summary) -> int:
+def _colorize_job(args: argparse.Namespace, summary) -> int:
+    from colorization.inference.jobs import colorize
+
     colorize(args, summary)
     print(summary.line(), file=sys.stderr)
     return 1 if summary.failed else 0
 
 
-def _export_job(args: argparse.Namespace, summary: Summary) -> int:
+def _export_job(args: argparse.Namespace, summary) -> int:
+    from colorization.inference.export import export
+
     print(f"exported {export(args)}")
     return 0
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 import re
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -13,6 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+
+def printable(text: object) -> str:
+    """``text`` safe to print on a terminal: characters that are not printable (escape codes
+    that could recolour, move the cursor or retitle the window; newlines; bidi overrides;
+    undecodable bytes of a file name) are shown as Python escapes (``\\x1b``)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode() for c in text)
 
 
 def publish(tmp: str | Path, path: str | Path) -> None:
@@ -24,10 +37,23 @@ def publish(tmp: str | Path, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-#: temporary files are ``.<name>.<random>.<pid>.partial``: never an input (no image
-#: extension), and removable once the process that wrote them is gone
+#: temporary files are ``.<name>.<random>.h<host>-<pid>.partial``: never an input (no image
+#: extension), and removable once the process that wrote them is gone (``<host>`` tells
+#: whether that process was one of this machine's; names without it are from older versions)
 TEMP_SUFFIX = ".partial"
-_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]+\.(?P<pid>\d+)" + re.escape(TEMP_SUFFIX) + "$")
+_TEMP_NAME = re.compile(
+    r"^\..+\.[A-Za-z0-9_]+\.(?:h(?P<host>[0-9a-f]{8})-)?(?P<pid>\d+)" + re.escape(TEMP_SUFFIX) + "$"
+)
+
+
+@functools.cache
+def host_tag() -> str:
+    """8 hex digits naming this machine and boot (host name + kernel boot id): a process id
+    in a temporary file's name means something only on the machine, and boot, that wrote it."""
+    boot = ""
+    with contextlib.suppress(OSError):
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    return hashlib.sha256(f"{socket.gethostname()}/{boot}".encode()).hexdigest()[:8]
 
 
 def is_temp_file(path: str | Path) -> bool:
@@ -47,8 +73,9 @@ def process_running(pid: int) -> bool:
 
 def remove_stale_temp_files(folder: str | Path, min_age_s: float = 3600.0) -> int:
     """Remove the temporary files a killed writer left in ``folder`` (not recursive): those
-    whose process is gone on this machine and that nobody touched for ``min_age_s`` (an hour:
-    on a shared disk the writer may be another machine's process). Returns how many."""
+    written on this machine whose process is gone, at once; others (another machine's, on a
+    shared disk, or an older version's name) once nobody touched them for ``min_age_s``.
+    Returns how many."""
     removed = 0
     try:
         entries = list(os.scandir(folder))
@@ -60,7 +87,10 @@ def remove_stale_temp_files(folder: str | Path, min_age_s: float = 3600.0) -> in
         if match is None or not entry.is_file(follow_symlinks=False):
             continue
         try:
-            if now - entry.stat().st_mtime < min_age_s or process_running(int(match["pid"])):
+            ours = match["host"] == host_tag()
+            if process_running(int(match["pid"])) and (ours or match["host"] is None):
+                continue
+            if not ours and now - entry.stat().st_mtime < min_age_s:
                 continue
             os.unlink(entry.path)
             removed += 1
@@ -77,7 +107,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     rely on ``tmp``'s suffix to choose a format."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{os.getpid()}{TEMP_SUFFIX}", dir=path.parent)
+    suffix = f".h{host_tag()}-{os.getpid()}{TEMP_SUFFIX}"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -12,6 +12,7 @@ from torch import nn
 
 from colorization import ab_bins
 from colorization.color import lab_norm_to_rgb, rgb_to_lab_norm
+from colorization.inference.options import check_decoding
 
 
 @dataclass(frozen=True)
@@ -111,15 +112,6 @@ OUTPUTS = {
     "lab": OutputSpace("lab", 3, nn.Tanh),
     "bins": BinsSpace("bins", ab_bins.NUM_BINS + 2, nn.Identity, stride=4),
 }
-
-
-def check_decoding(temperature: float, mix: float) -> None:
-    """The decodings of ``bins`` this version reads (config, checkpoint, command line): a
-    temperature of 0 (the mode) or in [0.001, 100] (smaller ones overflow float32), a mix in [0, 1]."""
-    if not (temperature == 0 or 1e-3 <= temperature <= 100):
-        raise ValueError(f"the bins temperature must be 0 (the mode) or in 0.001..100, got {temperature}")
-    if not 0.0 <= mix <= 1.0:
-        raise ValueError(f"the bins mix must be in 0..1, got {mix}")
 
 
 def output_space(name: str, temperature: float | None = None, mix: float | None = None) -> OutputSpace:

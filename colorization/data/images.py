@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
+from colorization.limits import DEFAULT_MAX_PIXELS
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 #: what Pillow may decode a photo as (it goes by the bytes, not the file's name): photo
 #: formats only, never one that runs another program (EPS: Ghostscript) or parses exotic
@@ -32,10 +34,6 @@ def _photo_formats() -> list[str]:
     Image.init()
     return [name for name in PHOTO_FORMATS if name in Image.OPEN]
 
-
-#: the largest image (width x height) decoded by default, in training and ``colorize``;
-#: checked on the file's header, before any pixel is decoded (decompression bombs)
-DEFAULT_MAX_PIXELS = 200_000_000
 
 # Pillow's own guard warns above MAX_IMAGE_PIXELS and refuses only above twice that: it stays
 # on (at our default, so photos up to it open) for any decode that bypasses open_rgb, which

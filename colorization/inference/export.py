@@ -14,9 +14,8 @@ from pathlib import Path
 import torch
 
 from colorization.inference.model import ColorizeError, Colorizer, check_size, load_colorizer
+from colorization.inference.options import EXPORT_SUFFIXES as SUFFIXES
 from colorization.io import atomic_path
-
-SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2"}
 
 
 def export(args: argparse.Namespace) -> Path:

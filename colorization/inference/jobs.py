@@ -46,10 +46,10 @@ from colorization.inference.model import (
     load_colorizer,
     pick_device,
 )
+from colorization.inference.options import FORMATS
 from colorization.inference.video import VIDEO_EXTENSIONS, UnreadableVideo, colorize_video, is_own_video, is_video
-from colorization.io import remove_stale_temp_files, save_image_atomic
+from colorization.io import printable, remove_stale_temp_files, save_image_atomic
 
-FORMATS = {"png": ".png", "jpg": ".jpg"}
 #: written into every output (PNG text chunk "Software", JPEG comment) to recognise it later
 OUTPUT_MARK = "colorization colorize"
 
@@ -181,7 +181,7 @@ def chunks(items: list, size: int) -> Iterator[list]:
 
 def fail(summary: Summary, message: str) -> None:
     summary.failed += 1
-    print(f"colorize: error: {message}", file=sys.stderr, flush=True)
+    print(f"colorize: error: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def fixed_square_size(colorizer: Colorizer | OnnxColorizer) -> int | None:
@@ -286,7 +286,7 @@ def colorize_videos(
             fail(summary, str(error) if str(job.source) in str(error) else f"{job.source}: {error}")
             continue
         summary.done += 1
-        print(result.line(job.source, output), flush=True)
+        print(printable(result.line(job.source, output)), flush=True)
 
 
 @torch.no_grad()
@@ -301,22 +301,26 @@ def colorize_jobs(
     for batch in chunks(jobs, args.batch_size):
         loaded = []
         for job in batch:
+            start = time.perf_counter()
             try:
                 rgb_u8 = np.asarray(open_rgb(job.source, max_pixels=args.max_pixels))
             except (UnreadableImage, OSError, ValueError, MemoryError) as error:
                 fail(summary, str(error) if str(job.source) in str(error) else f"{job.source}: {error}")
                 continue
-            loaded.append((job, rgb_u8, time.perf_counter()))
+            loaded.append((job, rgb_u8, time.perf_counter() - start))  # its own decoding time
         if hints is not None:
             loaded, given = with_hints(loaded, hints, colorizer, args, summary)
         if not loaded:
             continue
+        network_start = time.perf_counter()
         inputs = network_inputs(colorizer, [rgb for _, rgb, _ in loaded], args.size)
         predictions = predict(
             colorizer, [rgb for _, rgb, _ in loaded], device, args, generator, inputs=inputs,
             hints=None if hints is None else given,
         )  # fmt: skip
-        for i, (job, rgb_u8, start) in enumerate(loaded):
+        network_share = (time.perf_counter() - network_start) / len(loaded)  # the batch's network time, shared
+        for i, (job, rgb_u8, decoding) in enumerate(loaded):
+            start = time.perf_counter()
             try:
                 colorized = {}
                 for kind, ab in predictions.items():
@@ -332,8 +336,9 @@ def colorize_jobs(
                 continue
             summary.done += 1
             height, width = rgb_u8.shape[:2]
-            seconds = time.perf_counter() - start
-            print(f"{job.source} -> {job.outputs['colorized']} ({width}x{height}, {seconds:.1f} s)", flush=True)
+            seconds = decoding + network_share + time.perf_counter() - start  # this photo's, not its batch's
+            line = f"{job.source} -> {job.outputs['colorized']} ({width}x{height}, {seconds:.1f} s)"
+            print(printable(line), flush=True)
 
 
 def load_model(args: argparse.Namespace) -> tuple[Colorizer | OnnxColorizer, torch.device]:
@@ -381,7 +386,10 @@ def colorize(args: argparse.Namespace, summary: Summary | None = None) -> Summar
     check_size(colorizer, args.size, device)
     for folder in sorted({p.parent for job in jobs for p in job.outputs.values()}):
         if removed := remove_stale_temp_files(folder):
-            print(f"colorize: removed {removed} temporary file(s) a killed run left in {folder}", file=sys.stderr)
+            print(
+                f"colorize: removed {removed} temporary file(s) a killed run left in {printable(folder)}",
+                file=sys.stderr,
+            )
     photos = [job for job in jobs if not is_video(job.source)]
     videos = [job for job in jobs if is_video(job.source)]
     if videos and (args.samples or args.compare or getattr(args, "hints", None)):

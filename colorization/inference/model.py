@@ -12,10 +12,8 @@ from torch import nn
 
 from colorization.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, net_from_checkpoint
 from colorization.hints import no_hints
+from colorization.limits import MAX_SIZE
 from colorization.outputs import OUTPUTS, TEMPERATURE, check_decoding, output_space
-
-#: the largest working size (px) a checkpoint or --size may ask for
-MAX_SIZE = 16384
 
 
 class ColorizeError(RuntimeError):

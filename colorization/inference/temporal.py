@@ -41,7 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-METHODS = ("flow", "ema", "none")
+from colorization.inference.options import TEMPORAL_METHODS as METHODS
+
 #: DIS flow needs frames at least this many pixels on each side; smaller ones use zero motion
 MIN_FLOW_SIDE = 16
 
