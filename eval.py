@@ -19,7 +19,9 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     from colorization.evaluate import run
+    from colorization.runtime import quiet_known_noise
 
+    quiet_known_noise()
     run(cfg)
 
 

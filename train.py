@@ -20,8 +20,10 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from colorization.runtime import quiet_known_noise
     from colorization.train import run
 
+    quiet_known_noise()
     return run(cfg)
 
 

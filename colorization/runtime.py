@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 
 # glibc mallopt parameters
@@ -82,3 +84,21 @@ def environment(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+class _DropTips(logging.Filter):
+    """Lightning's advertisements for its cloud services ("💡 Tip: ... try installing
+    litlogger / litmodels"), logged on every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_known_noise() -> None:
+    """Silence messages every run would repeat that say nothing about the run: Lightning's
+    tips and a deprecation inside Lightning's own code (``LeafSpec``, torch 2.10+) that users
+    cannot act on. Real warnings stay."""
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropTips())
