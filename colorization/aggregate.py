@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-
-from colorization.io import atomic_path, write_text_atomic
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 #: metrics.json keys shown as columns (when any run has them)
 COLUMNS = ("val/loss", "val/psnr", "val/ab_l1", "val/delta_e", "test/psnr", "test/ab_l1", "test/delta_e", "test/ab_auc")
@@ -126,6 +126,8 @@ def plot(runs: list[RunSummary], path: Path, title: str) -> Path:
         curves.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
+    from colorization.io import atomic_path
+
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
@@ -134,12 +136,31 @@ def plot(runs: list[RunSummary], path: Path, title: str) -> Path:
 
 def aggregate(sweep_dir: str | Path, title: str | None = None, out_dir: str | Path | None = None) -> tuple[Path, Path]:
     """-> (summary.md, summary.png) written into ``out_dir`` (default: ``sweep_dir``)."""
+    from colorization.io import write_text_atomic
+
     sweep_dir = Path(sweep_dir)
     out_dir = Path(out_dir) if out_dir is not None else sweep_dir
     runs = collect(sweep_dir)
     title = title or f"Sweep {sweep_dir.name}"
     table = write_text_atomic(out_dir / "summary.md", markdown(runs, title))
     return table, plot(runs, out_dir / "summary.png", title)
+
+
+class SummarizeSweep(Callback):
+    """Hydra callback: at the end of a training multirun (``python train.py -m ...``), the
+    comparison :func:`aggregate` writes, printed and saved into the sweep folder, so a sweep
+    ends with its answer instead of a list of folders."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if config.get("task_name") != "train":
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            table, figure = aggregate(sweep_dir)
+        except (OSError, ValueError) as error:  # a sweep whose jobs wrote nothing: say so, do not fail it
+            print(f"aggregate: no summary of {sweep_dir}: {error}")
+            return
+        print(f"\n{table.read_text()}\nwritten: {table}, {figure}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,6 +20,8 @@ QUICK = [*TINY, "trainer.max_epochs=1", "trainer.accelerator=cpu", "test=false",
 def sweep(tmp_path: Path, *overrides: str, timeout: int = 600):
     result = run_script("train.py", "-m", *QUICK, f"hydra.sweep.dir={tmp_path / 'sweep'}", *overrides, timeout=timeout)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    # a multirun ends with its comparison, printed and written into the sweep folder
+    assert "| run | overrides | best val/loss |" in result.stdout and (tmp_path / "sweep" / "summary.md").is_file()
     return tmp_path / "sweep"
 
 
