@@ -127,8 +127,10 @@ def _copy(packed: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("damage", ["truncated chunk", "missing chunk", "missing index", "pickle format",
                                     "path in chunk name", "garbage manifest", "no manifest", "data_spec imports",
-                                    "updated_at path", "another reader", "symlinked chunk"])  # fmt: skip
-def test_half_written_or_tampered_packs_are_one_clear_error_naming_the_file(damage, packed, tmp_path):
+                                    "updated_at path", "another reader", "symlinked chunk", "symlinked index",
+                                    "symlinked split", "oversized index"])  # fmt: skip
+@pytest.mark.parametrize("scheme", ["", "local:"])  # a folder, and the same folder streamed as a URL
+def test_half_written_or_tampered_packs_are_one_clear_error_naming_the_file(scheme, damage, packed, tmp_path):
     root = _copy(packed, tmp_path)
     index_path = root / "train" / "index.json"
     index = json.loads(index_path.read_text())
@@ -147,6 +149,18 @@ def test_half_written_or_tampered_packs_are_one_clear_error_naming_the_file(dama
         chunk.rename(outside)
         chunk.symlink_to(outside)
         named = "not a regular file"
+    elif damage == "symlinked index":  # a link is refused even to a whole index
+        outside = tmp_path / "outside.json"
+        index_path.rename(outside)
+        index_path.symlink_to(outside)
+        named = "index.json: not a regular file"
+    elif damage == "symlinked split":
+        (root / "train").rename(tmp_path / "outside")
+        (root / "train").symlink_to(tmp_path / "outside")
+        named = "train: a link"
+    elif damage == "oversized index":  # checked before it is read: JSON parses to ~25 times its size
+        index_path.write_text(json.dumps(index) + " " * 16 * 2**20)
+        named = "bytes, over 16,777,216"
     elif damage in ("pickle format", "path in chunk name", "data_spec imports", "updated_at path", "another reader"):
         if damage == "pickle format":
             index["config"]["data_format"] = ["str", "pickle"]
@@ -170,9 +184,11 @@ def test_half_written_or_tampered_packs_are_one_clear_error_naming_the_file(dama
     else:
         (root / "manifest.json").unlink()
         named = "has no manifest.json, so it is not a complete pack"
+    cache = tmp_path / "cache"
     with pytest.raises(DataSourceError, match=None) as error:
-        len(ShardSource(root))
-    assert named in str(error.value) and str(root) in str(error.value)
+        len(ShardSource(f"{scheme}{root}", cache_dir=str(cache)))
+    assert named in str(error.value) and f"{scheme}{root}" in str(error.value)
+    assert not cache.exists()  # refused before anything is copied into the chunk cache
 
 
 def test_train_py_on_a_damaged_pack_is_one_line_naming_it(packed, tmp_path):
@@ -261,6 +277,8 @@ def test_a_remote_root_streams_chunks_into_the_cache_and_reads_the_same_photos(p
         assert remote.name(i) == local.name(i)
         assert np.array_equal(np.asarray(remote.load(i)), np.asarray(local.load(i)))
     assert list((tmp_path / "cache").rglob("chunk-*.bin"))  # streamed, not read in place
+    with pytest.raises(DataSourceError, match="'local:' only once"):  # LitData would read {packed}/x
+        len(ShardSource(f"local:{packed}/local:x"))
 
 
 def test_pack_never_deletes_what_it_did_not_write(folder, tmp_path):

@@ -15,21 +15,26 @@ order is chunk-aware (:meth:`ShardSource.chunk_bounds`): streamed from object st
 reader fetches a chunk (tens of MB) once and uses all its photos, instead of one random
 photo per fetch.
 
-Shards are untrusted input: the manifest and every index are JSON (size-capped), and every
-key of an index is checked before LitData opens it (:func:`check_index`): only the layout
-:mod:`~colorization.data.pack` writes (a name string and image bytes, uncompressed,
-unencrypted, the exact ``data_spec``), so no shard can make LitData unpickle anything or
-import a type; chunk file names must be plain names inside the split's folder and
-``updated_at`` (a cache folder name to LitData) a number; a local chunk that is missing, a
-link, or not the size its index says is an error naming it (a half-written pack). Only JPEG
-is decoded.
+Shards are untrusted input: the manifest and every index are JSON, read only from a regular
+file (not a link, a device or a pipe) of at most :data:`MAX_JSON_BYTES`, checked on the open
+file before a byte is read, and every key of an index is checked before LitData opens it
+(:func:`check_index`): only the layout :mod:`~colorization.data.pack` writes (a name string
+and image bytes, uncompressed, unencrypted, the exact ``data_spec``), so no shard can make
+LitData unpickle anything or import a type; chunk file names must be plain names inside the
+split's folder and ``updated_at`` (a cache folder name to LitData) a number; a local chunk
+that is missing, a link, or not the size its index says, or a split folder that is a link,
+is an error naming it (a half-written or tampered pack). A ``local:/path`` root (LitData
+copies its chunks into the cache, as from a URL) gets every check of the folder it names,
+before anything is copied. Only JPEG is decoded.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -60,12 +65,44 @@ def _join(root: str | Path, *parts: str) -> str | Path:
     return "/".join([str(root).rstrip("/"), *parts]) if is_remote(root) else Path(root, *parts)
 
 
-def _read_json(root: str | Path, *parts: str) -> Any:
-    """A small JSON file of the packed folder (local, or fetched through LitData's
-    downloader for a URL), parsed as JSON only."""
-    where = _join(root, *parts)
+def _folder(root: str | Path) -> Path | None:
+    """The local folder a root reads: itself, or the path of a ``local:`` root (which LitData
+    copies chunk by chunk into its cache, as from a URL): both get every check of a local
+    folder. ``None`` for a URL."""
+    if isinstance(root, str) and root.startswith("local:"):
+        path = root.removeprefix("local:")
+        if "local:" in path:  # LitData drops every "local:" of the path: it would read another folder
+            raise DataSourceError(f"data.root={root}: 'local:' only once, at the start")
+        return Path(path)
+    return None if is_remote(root) else Path(root)
+
+
+def _read_regular(path: Path, where: str | Path) -> str:
+    """The text of a pack's JSON file, checked on the open file before a byte is read: a
+    regular file (not a link, so nothing outside the pack; not a device such as /dev/zero
+    or a pipe) of at most :data:`MAX_JSON_BYTES`."""
     try:
-        if is_remote(root):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise DataSourceError(f"{where}: not a regular file (a link); refusing to read it") from None
+        raise
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise DataSourceError(f"{where}: not a regular file; refusing to read it")
+        if info.st_size > MAX_JSON_BYTES:
+            raise DataSourceError(f"{where}: {info.st_size:,} bytes, over {MAX_JSON_BYTES:,}: not a pack's")
+        return file.read(MAX_JSON_BYTES + 1).decode("utf-8")
+
+
+def _read_json(root: str | Path, *parts: str) -> Any:
+    """A small JSON file of the packed folder (a local folder's, checked before it is read
+    by :func:`_read_regular`; for a URL, fetched through LitData's downloader), parsed as
+    JSON only."""
+    where, folder = _join(root, *parts), _folder(root)
+    try:
+        if folder is None:
             import tempfile
 
             from litdata.streaming.downloader import get_downloader
@@ -73,15 +110,9 @@ def _read_json(root: str | Path, *parts: str) -> Any:
             with tempfile.TemporaryDirectory() as tmp:
                 local = os.path.join(tmp, parts[-1])
                 get_downloader(str(root), tmp, []).download_file(str(where), local)
-                text = Path(local).read_text()
+                text = _read_regular(Path(local), where)
         else:
-            path = Path(where)
-            if path.is_file() and path.stat().st_size > MAX_JSON_BYTES:
-                raise DataSourceError(f"{where}: {path.stat().st_size:,} bytes, over {MAX_JSON_BYTES:,}: not a pack's")
-            if path.exists() and not path.is_file():
-                raise DataSourceError(f"{where}: not a regular file")
-            with open(path, encoding="utf-8") as file:
-                text = file.read(MAX_JSON_BYTES + 1)
+            text = _read_regular(Path(folder, *parts), where)
         if len(text) > MAX_JSON_BYTES:
             raise DataSourceError(f"{where}: over {MAX_JSON_BYTES:,} bytes: not a pack's")
     except (FileNotFoundError, DataSourceError):
@@ -101,13 +132,14 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     try:
         manifest = _read_json(root, MANIFEST)
     except FileNotFoundError:
+        folder = _folder(root)
         partial = f"{str(root).rstrip('/')}.partial"
         interrupted = (
             f"; {partial} is an interrupted pack: run the same pack command again"
-            if not is_remote(root) and Path(partial).exists()
+            if folder is not None and Path(f"{str(folder).rstrip('/')}.partial").exists()
             else ""
         )
-        exists = is_remote(root) or Path(root).is_dir()
+        exists = folder is None or folder.is_dir()
         what = "has no manifest.json, so it is not a complete pack" if exists else "does not exist"
         raise DataSourceError(f"data.root={root} {what}{interrupted} ({_PACK_HINT})") from None
     counts = manifest.get("counts") if isinstance(manifest, dict) else None
@@ -152,8 +184,9 @@ _DATA_SPEC = [
 ]
 _CHUNK_KEYS = {"chunk_bytes", "chunk_size", "dim", "filename"}
 _UPDATED_AT = re.compile(r"\d{1,20}(\.\d{1,20})?")
-#: manifest.json and index.json are small (an index lists chunks: ~100 bytes each)
-MAX_JSON_BYTES = 64 * 2**20
+#: manifest.json and index.json are small (an index lists chunks: ~100 bytes each, so this
+#: is 160,000 chunks, 10 TB at the packer's 64 MB); parsed, JSON takes up to ~25 times its size
+MAX_JSON_BYTES = 16 * 2**20
 
 
 def _is_int(value: Any) -> bool:
@@ -201,20 +234,25 @@ def read_index(root: str | Path, split: str, count: int) -> list[int]:
     """Photos per chunk of ``split``, after checking its LitData index is one the packer
     writes (:func:`check_index`: formats, no compression or encryption, plain chunk names,
     ``count`` photos) and, for a local folder, that every chunk file is whole: a regular
-    file (not a link) of the size the index says."""
-    where = _join(root, split, "index.json")
+    file (not a link) of the size the index says, in a folder of the pack (not a link)."""
+    where, folder = _join(root, split, "index.json"), _folder(root)
+    if folder is not None and Path(folder, split).is_symlink():
+        raise DataSourceError(f"{_join(root, split)}: a link, not a folder of the pack; refusing to read it")
     try:
         index = _read_json(root, split, "index.json")
     except FileNotFoundError:
         raise DataSourceError(f"{where} is missing: the pack is incomplete ({_PACK_HINT})") from None
     chunks = check_index(index, where)
-    if not is_remote(root):
+    if folder is not None:
         for chunk in chunks:
-            path = Path(root, split, chunk["filename"])
+            path = Path(folder, split, chunk["filename"])
             have = path.lstat().st_size if path.is_file() and not path.is_symlink() else None
             if have != chunk["chunk_bytes"]:
                 state = "missing or not a regular file" if have is None else f"{have} bytes of {chunk['chunk_bytes']}"
-                raise DataSourceError(f"{path}: chunk {state}: the pack is incomplete or damaged ({_PACK_HINT})")
+                raise DataSourceError(
+                    f"{_join(root, split, chunk['filename'])}: chunk {state}: the pack is incomplete or damaged "
+                    f"({_PACK_HINT})"
+                )
     sizes = [chunk["chunk_size"] for chunk in chunks]
     if sum(sizes) != count:
         raise DataSourceError(f"{where}: {sum(sizes)} photos, but {MANIFEST} says {count}; the pack is damaged")
@@ -240,8 +278,8 @@ class _RefusePickle:
 class ShardSource(ImageSource):
     """The photos of a folder written by ``python -m colorization.data.pack`` (``data=shards``).
 
-    ``root`` is a local folder or a URL LitData reads (``s3://bucket/photos``, ...; a remote
-    root streams chunks into ``cache_dir``, LitData's default cache when ``None``). Indices
+    ``root`` is a local folder or a URL LitData reads (``s3://bucket/photos``, ``local:/path``,
+    ...; a remote root streams chunks into ``cache_dir``, LitData's default cache when ``None``). Indices
     run over the train, val and test photos in that order; :meth:`packed_splits` gives each
     split's. Building one touches nothing; the first use reads and checks the manifest and
     indices (:meth:`check`).
