@@ -7,11 +7,15 @@ time (importing Lightning takes seconds); ``colorize``, ``eval.py`` and resume s
 
 from __future__ import annotations
 
+import copy
+import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from colorization.io import printable
 from colorization.safe_config import UnsafeConfig, build, check
 
 #: set on every class built from a stored config that takes them: opening a checkpoint never
@@ -23,6 +27,80 @@ FORCED = {"download": False, "pretrained": False, "compile": False}
 class CheckpointError(RuntimeError):
     """A checkpoint that does not exist, is not a train.py checkpoint, or asks for more than
     the project allows; the message names the file."""
+
+
+#: what a checkpoint's zip entries may unpack to beyond the file's own size: torch.save
+#: stores every entry uncompressed, so a real checkpoint's entries fit in its file; entries
+#: that are compressed (2 GiB of zeros deflate to 2 MB) or share their bytes may add this much
+MAX_UNPACKED_EXTRA = 2**20
+#: the pickled index of tensors and config (data.pkl): 21 KB in a 10 MB checkpoint of this
+#: project (~150 bytes a tensor); unpickled, a byte makes up to ~225 bytes of objects (an
+#: empty set; a tensor ~110), so at most ~0.5 GB
+MAX_PICKLE_BYTES = 2 * 2**20
+#: the zip's central directory (~60 bytes an entry: 8 KB in that checkpoint), parsed into
+#: ~10 times as much before any entry is read
+MAX_DIRECTORY_BYTES = 2**20
+_END = struct.Struct("<4s4H2LH")  # end of central directory record
+_END64_LOCATOR = struct.Struct("<4sLQL")
+_END64 = struct.Struct("<4sQ2H2L4Q")  # zip64 end record: ..., directory size, directory offset
+
+
+def _directory_size(file: Any, size: int) -> int | None:
+    """The size of the zip's central directory from its end records, as torch's reader takes
+    them (zip64's when present), or ``None`` when the file does not end as torch.save
+    ends a zip: its end record last (no comment), the directory right before the end records
+    (no bytes before the archive, so Python's zipfile and torch read the same directory)."""
+    if size < _END.size:
+        return None
+    file.seek(size - _END.size)
+    signature, *_, length, offset, comment = _END.unpack(file.read(_END.size))
+    if signature != b"PK\x05\x06" or comment:
+        return None
+    ends = size - _END.size
+    if ends >= _END64_LOCATOR.size:
+        file.seek(ends - _END64_LOCATOR.size)
+        locator, _, at, _ = _END64_LOCATOR.unpack(file.read(_END64_LOCATOR.size))
+        if locator == b"PK\x06\x07":
+            file.seek(at)
+            record = file.read(_END64.size)
+            if len(record) < _END64.size or record[:4] != b"PK\x06\x06":
+                return None
+            ends, (length, offset) = at, _END64.unpack(record)[-2:]
+    return length if offset + length == ends else None
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse (one line naming ``path``) a checkpoint that would make torch allocate more than
+    the file's size plus :data:`MAX_UNPACKED_EXTRA`, a pickle over :data:`MAX_PICKLE_BYTES`
+    or a directory over :data:`MAX_DIRECTORY_BYTES`, from its zip directory alone: torch
+    allocates each entry's declared size before reading it. Not a zip (torch's legacy format
+    allocates every storage's declared size before reading it): refused too."""
+    try:
+        with open(path, "rb") as file:
+            size = file.seek(0, 2)
+            directory = _directory_size(file, size)
+            if directory is None:
+                raise CheckpointError(f"{path} is not a readable checkpoint (not a zip archive as torch.save writes)")
+            if directory > MAX_DIRECTORY_BYTES:
+                raise CheckpointError(
+                    f"{path}: refused, its zip directory is {directory:,} bytes, over {MAX_DIRECTORY_BYTES:,}"
+                )
+            with zipfile.ZipFile(file) as archive:
+                entries = archive.infolist()
+    except (OSError, EOFError, ValueError, struct.error, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__})") from None
+    unpacked = sum(entry.file_size for entry in entries)
+    if unpacked > size + MAX_UNPACKED_EXTRA:
+        compressed = sum(entry.compress_type != zipfile.ZIP_STORED for entry in entries)
+        raise CheckpointError(
+            f"{path}: refused, its entries would unpack to {unpacked:,} bytes from a file of {size:,} "
+            f"({compressed} compressed; torch.save stores them uncompressed): a zip bomb, not a checkpoint"
+        )
+    for entry in entries:
+        if entry.filename.endswith(".pkl") and entry.file_size > MAX_PICKLE_BYTES:
+            raise CheckpointError(
+                f"{path}: refused, its {entry.filename} is {entry.file_size:,} bytes, over {MAX_PICKLE_BYTES:,}"
+            )
 
 
 def check_stored_config(config: Any) -> None:
@@ -41,11 +119,13 @@ def check_stored_config(config: Any) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a train.py checkpoint with ``weights_only=True`` (no code runs while loading) and
-    check its stored config (:func:`check_stored_config`)."""
+    """Read a train.py checkpoint with ``weights_only=True`` (no code runs while loading), in
+    memory bounded by its size (:func:`_check_archive`, before torch allocates), and check
+    its stored config (:func:`check_stored_config`)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    _check_archive(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
@@ -103,9 +183,64 @@ def model_from_checkpoint(checkpoint: dict[str, Any]) -> torch.nn.Module:
     return model
 
 
-def datamodule_from_checkpoint(checkpoint: dict[str, Any]) -> Any:
-    """The data the checkpoint was trained on, from its stored ``data`` config (never downloads)."""
-    data = checkpoint["colorization_config"].get("data")
-    if data is None:
+#: photo sources that read only what the installed packages bundle (no folder, no URL)
+_BUNDLED_SOURCES = frozenset({"SamplePhotos"})
+
+
+def _name(target: Any) -> str:
+    return str(target or "").rsplit(".", 1)[-1]
+
+
+def stored_location(data: dict[str, Any]) -> str | None:
+    """The folder or URL (or ``[DIR1,DIR2]``) a stored data config reads its photos from, as
+    an override would spell it (``None``: bundled data)."""
+    if _name(data.get("_target_")) == "DigitsDataModule" and data.get("source", "sklearn") == "sklearn":
+        return None
+    source = data.get("source")
+    if isinstance(source, dict) and _name(source.get("_target_")) in _BUNDLED_SOURCES:
+        return None
+    root = data.get("root")
+    if isinstance(root, (list, tuple)):
+        return "[" + ",".join(map(str, root)) + "]"
+    return None if root is None else str(root)
+
+
+def stored_data_for_eval(data: Any, root: str | list[str] | None = None) -> dict[str, Any]:
+    """A checkpoint's stored data config with every location taken out: its photo folder or
+    URL (``data.root``) becomes ``root``, which only the user's command line gives; a stored
+    scan cache becomes the user's own default (``auto``) and a shard cache LitData's default,
+    so a checkpoint can never choose where anything is read, written, deleted or downloaded."""
+    if not isinstance(data, dict):
         raise CheckpointError("the checkpoint stores no data config: give data=<source>")
+    data = copy.deepcopy(data)
+    if root is not None:  # from the command line: a folder or URL, or a list of folders
+        root = str(root) if isinstance(root, (str, Path, int, float)) else [str(r) for r in root]
+    stored = stored_location(data)
+    if stored is not None and root is None:
+        raise CheckpointError(
+            f"its data reads photos from {printable(stored)}, and eval.py takes data locations only from the "
+            f"command line: add data_root={printable(stored)} to score on those photos, or data=folder_test "
+            "data.root=DIR for others"
+        )
+    if stored is None and root is not None:
+        raise CheckpointError(
+            "data_root: its data reads no folder (bundled photos); to score on other photos give "
+            "data=folder_test data.root=DIR"
+        )
+    if "root" in data:
+        data["root"] = root
+    if _name(data.get("_target_")) != "DigitsDataModule":
+        data["scan_cache"] = "auto"
+    source = data.get("source")
+    if isinstance(source, dict):
+        for key in ("root", "cache_dir"):
+            if key in source:
+                source[key] = root if key == "root" else None
+    return data
+
+
+def datamodule_from_checkpoint(checkpoint: dict[str, Any], root: str | list[str] | None = None) -> Any:
+    """The data the checkpoint was trained on, from its stored ``data`` config without its
+    locations (:func:`stored_data_for_eval`; ``root`` from the user); never downloads."""
+    data = stored_data_for_eval(checkpoint["colorization_config"].get("data"), root)
     return _build(data, "datamodule", "data")

@@ -198,7 +198,7 @@ def test_a_stored_config_never_downloads_nor_compiles(real_ckpt):
     model = build(config["model"], "task", "model", forced=FORCED)  # the weights would not fit: no load
     assert model.hparams.compile is False
     assert type(model.net.backbone.model).__name__ == "Inception3"
-    assert datamodule_from_checkpoint(checkpoint).download is False
+    assert datamodule_from_checkpoint(checkpoint, "/nonexistent/mnist").download is False  # eval.py's data_root=
 
 
 @pytest.mark.parametrize("size", ["abc", 10**6])
