@@ -150,7 +150,40 @@ def _load_weights(module: torch.nn.Module, state: dict[str, Any], what: str) -> 
         raise CheckpointError(f"the checkpoint's {what} config does not match its weights ({detail})") from None
 
 
-def _build(node: dict, kind: str, key: str) -> Any:
+#: what a network rebuilt from a stored config may hold beyond the checkpoint's own tensors
+#: (buffers that are not saved, e.g. the ab bins' tables, are a few MiB): a config that asks for
+#: a bigger network than its weights is refused before any of it is allocated
+MAX_NETWORK_EXTRA = 64 * 2**20
+
+
+def _tensor_bytes(tensors: Any) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+
+
+def _check_network_size(node: dict, kind: str, key: str, state: dict[str, Any]) -> None:
+    """Build ``node`` on the meta device (shapes only, nothing allocated) and refuse it when
+    its parameters and buffers would take more than ``state``'s tensors plus
+    :data:`MAX_NETWORK_EXTRA`: a crafted config (``width: 100000``) would otherwise allocate
+    its network before the weights are found not to fit. A class that cannot be built on the
+    meta device is not measured (its weights still must match, after it is built)."""
+    try:
+        with torch.device("meta"):
+            network = build(node, kind, key, forced=FORCED)
+    except Exception:  # noqa: BLE001 - measured only where it can be; the real build reports errors
+        return
+    if not isinstance(network, torch.nn.Module):
+        return
+    wanted, held = _tensor_bytes([*network.parameters(), *network.buffers()]), _tensor_bytes(state.values())
+    if wanted > held + MAX_NETWORK_EXTRA:
+        raise CheckpointError(
+            f"refused: its {key} config builds a network of {wanted / 2**20:,.1f} MiB, but the checkpoint holds "
+            f"{held / 2**20:,.1f} MiB of weights (a config that does not match its weights)"
+        )
+
+
+def _build(node: dict, kind: str, key: str, state: dict[str, Any] | None = None) -> Any:
+    if state is not None:
+        _check_network_size(node, kind, key, state)
     try:
         built = build(node, kind, key, forced=FORCED)
     except UnsafeConfig as error:
@@ -169,16 +202,16 @@ def _build(node: dict, kind: str, key: str) -> Any:
 def net_from_checkpoint(checkpoint: dict[str, Any]) -> torch.nn.Module:
     """The network alone (``model.net`` of the config, weights ``net.*``), without building
     the LightningModule around it (no losses, metrics or Lightning import)."""
-    net = _build(checkpoint["colorization_config"]["model"]["net"], "net", "model.net")
     prefix = "net."
     state = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    net = _build(checkpoint["colorization_config"]["model"]["net"], "net", "model.net", state)
     _load_weights(net, state, "model.net")
     return net
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> torch.nn.Module:
     """The LightningModule a checkpoint was trained as, with its weights (no optimizer)."""
-    model = _build(checkpoint["colorization_config"]["model"], "task", "model")
+    model = _build(checkpoint["colorization_config"]["model"], "task", "model", checkpoint["state_dict"])
     _load_weights(model, checkpoint["state_dict"], "model")
     return model
 

@@ -4,18 +4,24 @@ into real train.py runs through Hydra overrides."""
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import os
+import re
 import signal
 import struct
 import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 import lightning as L
 import numpy as np
+import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
@@ -175,3 +181,40 @@ def one_line_exit_2(script: str, *args: str) -> str:
     assert result.returncode == 2 and len(lines) == 1, (args, result.returncode, lines[-8:])
     assert seconds < 5, f"{script} {args} took {seconds:.1f} s"
     return lines[0]
+
+
+class RemovePhotosAtStart(L.Callback):
+    """Delete the photos of one split once training starts (after the set-up check passed
+    them), as when a disk or a folder goes away during a run."""
+
+    def __init__(self, split: str) -> None:
+        self.split = split
+
+    def on_train_start(self, trainer: L.Trainer, *args) -> None:
+        dm = trainer.datamodule
+        for index in dm.splits[self.split]:
+            dm.source.paths[index].unlink()
+
+
+CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_kib(field: str) -> int:
+    return int(re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1))
+
+
+def peak_rss_growth(call: Callable[[], object]) -> tuple[int, float, BaseException | None]:
+    """(bytes the peak RSS grew by, seconds, the exception raised) while ``call()`` runs in
+    this process: the kernel's peak (VmHWM) is reset to the current RSS first."""
+    if not os.access(CLEAR_REFS, os.W_OK):
+        pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
+    gc.collect()
+    with suppress(OSError, AttributeError):  # give freed heap back, so reusing it shows as growth
+        ctypes.CDLL(None).malloc_trim(0)
+    CLEAR_REFS.write_text("5")
+    before, start, raised = _status_kib("VmRSS"), time.perf_counter(), None
+    try:
+        call()
+    except Exception as error:  # noqa: BLE001 - returned for the test to check
+        raised = error
+    return (_status_kib("VmHWM") - before) * 1024, time.perf_counter() - start, raised

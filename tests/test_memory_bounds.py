@@ -7,20 +7,14 @@ once with the process's peak RSS (``VmHWM``, reset before the call) barely moved
 from __future__ import annotations
 
 import collections
-import ctypes
-import gc
 import io
-import os
 import pickle
-import re
 import resource
 import signal
 import struct
 import tempfile
-import time
 import zlib
-from collections.abc import Callable
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,30 +24,9 @@ from colorization import checkpoint
 from colorization.checkpoint import CheckpointError, load_checkpoint
 from colorization.data.images import DataSourceError
 from colorization.data.shards import ShardSource
+from tests.helpers import peak_rss_growth
 
 MiB = 2**20
-CLEAR_REFS = Path("/proc/self/clear_refs")
-
-
-def _status_kib(field: str) -> int:
-    return int(re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1))
-
-
-def peak_rss_growth(call: Callable[[], object]) -> tuple[int, float, BaseException | None]:
-    """(bytes the peak RSS grew by, seconds, the exception raised) while ``call()`` runs in
-    this process: the kernel's peak (VmHWM) is reset to the current RSS first."""
-    if not os.access(CLEAR_REFS, os.W_OK):
-        pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
-    gc.collect()
-    with suppress(OSError, AttributeError):  # give freed heap back, so reusing it shows as growth
-        ctypes.CDLL(None).malloc_trim(0)
-    CLEAR_REFS.write_text("5")
-    before, start, raised = _status_kib("VmRSS"), time.perf_counter(), None
-    try:
-        call()
-    except Exception as error:  # noqa: BLE001 - returned for the test to check
-        raised = error
-    return (_status_kib("VmHWM") - before) * 1024, time.perf_counter() - start, raised
 
 
 class _Storage:

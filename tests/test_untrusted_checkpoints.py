@@ -209,3 +209,22 @@ def test_colorize_refuses_a_stored_working_size_out_of_range(size, real_ckpt, tm
     Image.fromarray(photos["coffee"]).save(tmp_path / "coffee.jpg")
     assert main([str(tmp_path / "coffee.jpg"), "--ckpt", str(tmp_path / "size.ckpt"), "-o", str(tmp_path / "o")]) == 2
     assert "data.image_size" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_a_config_asking_for_a_bigger_network_than_its_weights_is_refused_before_building_it(real_ckpt):
+    import re
+
+    from colorization.checkpoint import model_from_checkpoint, net_from_checkpoint
+    from tests.helpers import peak_rss_growth
+
+    real = load_checkpoint(real_ckpt)
+    assert net_from_checkpoint(real) is not None and model_from_checkpoint(real) is not None  # real ones build
+    crafted = {**real, "colorization_config": {**real["colorization_config"]}}
+    model = crafted["colorization_config"]["model"] = {**real["colorization_config"]["model"]}
+    model["net"] = {**model["net"], "width": 4096, "max_width": 4096}  # 2.3 GiB of weights; the file: 0.2 MB
+    for rebuild in (net_from_checkpoint, model_from_checkpoint):
+        grown, seconds, raised = peak_rss_growth(lambda rebuild=rebuild: rebuild(crafted))
+        assert isinstance(raised, CheckpointError) and re.search(
+            r"builds a network of 2,30\d.\d MiB, but the checkpoint holds 0.\d MiB", str(raised)
+        ), raised
+        assert grown < 64 * 2**20 and seconds < 5, (grown / 2**20, seconds)
