@@ -163,6 +163,7 @@ def _run(argv: Sequence[str] | None, parser: argparse.ArgumentParser, job) -> in
 
     from colorization.inference.jobs import Summary
     from colorization.inference.model import ColorizeError
+    from colorization.io import printable
     from colorization.runtime import Interrupted, signals_interrupt
 
     summary, threads = Summary(), torch.get_num_threads()
@@ -171,7 +172,7 @@ def _run(argv: Sequence[str] | None, parser: argparse.ArgumentParser, job) -> in
         with signals_interrupt(), torch.no_grad():  # restored after: main() may run inside a program
             return job(args, summary)
     except ColorizeError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        print(f"{parser.prog}: error: {printable(error)}", file=sys.stderr)
         return 2
     except Interrupted as stop:
         message = f"{parser.prog}: stopped by {stop}: {summary.done} done, the one in progress not written"
