@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
@@ -163,3 +166,90 @@ class WandbTestTable(L.Callback):
             table.add_data(i, *(wandb.Image(images[c][i].permute(1, 2, 0).numpy()) for c in columns))
         for logger in loggers:
             logger.experiment.log({"test/predictions": table})
+
+
+def rng_states() -> dict[str, Any]:
+    """Every random generator a training step may draw from (dropout, colour hints, a model's
+    noise): torch's (CPU, and CUDA once in use), numpy's and Python's, as plain values and
+    tensors (a checkpoint loads with ``weights_only=True``)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002 - the global one, that code draws from
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "gauss": float(gauss)},
+        "python": random.getstate(),
+    }  # fmt: skip
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    numpy = states["numpy"]
+    keys = numpy["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, numpy["pos"], numpy["has_gauss"], numpy["gauss"]))  # noqa: NPY002
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class ResumeState(L.Callback):
+    """What a checkpoint must hold, beyond Lightning's, for a resumed run to go on exactly as
+    an uninterrupted one: the random generators (:func:`rng_states`; set back when training
+    starts, so set-up and the sanity check draw nothing that counts) and, in a checkpoint
+    written mid-epoch, the running sums of the values logged ``on_epoch`` in training
+    (``train/loss_epoch`` would average only the batches after the resume). train.py adds it
+    to every run; checkpoints without it resume as before.
+    """
+
+    KEY = "resume_state"
+
+    def __init__(self) -> None:
+        self._rng: dict[str, Any] | None = None
+        self._sums: dict[str, dict[str, torch.Tensor]] = {}
+        self._sums_epoch: int | None = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        state: dict[str, Any] = {"rng": rng_states()}
+        progress = trainer.fit_loop.epoch_progress.current
+        if trainer.training and progress.processed == progress.completed:  # inside an epoch, not at its end
+            state["epoch"] = trainer.current_epoch
+            state["epoch_sums"] = {
+                key: {name: getattr(metric, name).detach().cpu() for name in ("value", "cumulated_batch_size")
+                      if hasattr(metric, name)}
+                for key, metric in trainer.fit_loop.epoch_loop._results.items()
+                if metric.is_tensor and metric.meta.on_epoch
+            }  # fmt: skip
+        checkpoint[self.KEY] = state
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get(self.KEY) or {}
+        self._rng = state.get("rng")
+        self._sums, self._sums_epoch = state.get("epoch_sums", {}), state.get("epoch")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        if self._rng is not None:
+            set_rng_states(self._rng)
+            self._rng = None
+        if trainer.current_epoch != self._sums_epoch:
+            self._sums = {}  # Lightning goes on with the next epoch (the checkpoint was written at its last batch)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        """After the first batch of a resumed epoch has logged (Lightning creates the sums then):
+        add the sums of the batches before the checkpoint, as the uninterrupted run's sums hold them."""
+        if not self._sums:
+            return
+        results = trainer.fit_loop.epoch_loop._results
+        for key, saved in self._sums.items():
+            metric = results.get(key)
+            if metric is None or not metric.is_tensor:
+                continue
+            if metric.meta.is_max_reduction or metric.meta.is_min_reduction:
+                metric.value = metric.meta.reduce_fx(saved["value"].to(metric.value), metric.value)
+            else:  # a sum, or a mean: the sum of value x batch size, and the sum of batch sizes
+                for name, before in saved.items():
+                    now = getattr(metric, name)
+                    setattr(metric, name, before.to(now) + now)  # the order of the uninterrupted run's sums
+            metric._computed = None
+        self._sums = {}

@@ -275,52 +275,106 @@ def _checkpoint_in(value: Any, folder: Path) -> bool:
     return ".." not in file.parts and file.parent.resolve() == folder
 
 
-#: resume checkpoints already checked in this process, by (path, size, mtime): train.py's
-#: Preflight and ``train()`` would otherwise read the whole file twice
-_RESUME_CHECKED: set[tuple[str, int, int]] = set()
+#: resume checkpoints already checked in this process, by (path, size, mtime), with their stored
+#: model config: train.py's Preflight and ``train()`` would otherwise read the whole file twice
+_RESUME_CHECKED: dict[tuple[str, int, int], dict] = {}
+
+#: the model settings that decide which weights (and buffers) a model has (``net``: every setting)
+_WEIGHT_SETTINGS = ("_target_", "net", "output", "hints")
 
 
-def check_resume(path: str | Path) -> None:
-    """A checkpoint to resume from: readable, safe (:func:`load_checkpoint`) and a whole
-    training state. The error says how to go on: start over, or pick another checkpoint."""
+def model_difference(stored: Mapping, model: Mapping) -> tuple[str, Any, Any] | None:
+    """The first setting by which ``model`` (a run's ``cfg.model``, resolved) builds other
+    weights than ``stored`` (a checkpoint's): ``(key, stored value, value)``, or ``None``.
+    Compared: :data:`_WEIGHT_SETTINGS`, in that order, and every setting of ``net`` that both
+    name (one that only one names comes from another version of the project's configs; the
+    weights themselves tell then)."""
+    pick = {k: stored[k] for k in _WEIGHT_SETTINGS if k in stored}
+    return _first_difference(pick, {k: model[k] for k in _WEIGHT_SETTINGS if k in model}, "model")
+
+
+def _first_difference(stored: Mapping, ours: Mapping, prefix: str) -> tuple[str, Any, Any] | None:
+    for key in (k for k in stored if k in ours):
+        theirs, mine = stored[key], ours[key]
+        if isinstance(theirs, Mapping) and isinstance(mine, Mapping):
+            found = _first_difference(theirs, mine, f"{prefix}.{key}")
+            if found:
+                return found
+        elif theirs != mine:
+            return f"{prefix}.{key}", theirs, mine
+    return None
+
+
+def check_same_model(path: Path, stored: Mapping, model: Mapping) -> None:
+    """Refuse (one line) to resume ``path`` as another model than it was trained as: a
+    traceback after the run folder was written, else."""
+    from colorization.checkpoint import CheckpointError
+
+    try:
+        ours = OmegaConf.to_container(model, resolve=True) if OmegaConf.is_config(model) else dict(model)
+    except Exception:  # noqa: BLE001 - an interpolation only Hydra's runtime resolves: the weights tell later
+        return
+    found = model_difference(stored, ours)
+    if found is None:
+        return
+    key, theirs, ours = (" ".join(str(v).split())[:80] for v in found)  # one line
+    settings = path.resolve().parent.parent / ".hydra" / "overrides.yaml"
+    where = f" (its run's settings: {settings})" if settings.is_file() else ""
+    raise CheckpointError(
+        f"cannot resume: {path} was trained with {key}={theirs}, this run has {key}={ours}. "
+        f"Nothing was changed. Resume with the model settings it was trained with{where}, or start a new run "
+        "without ckpt_path"
+    )
+
+
+def check_resume(path: str | Path, model: Mapping | None = None) -> None:
+    """A checkpoint to resume from: readable, safe (:func:`load_checkpoint`), a whole
+    training state and, given this run's ``cfg.model``, trained as that model
+    (:func:`check_same_model`). The error says how to go on: start over, or pick another
+    checkpoint (or the model settings it was trained with)."""
     from colorization.checkpoint import CheckpointError, load_checkpoint
 
     path = Path(path)
     stat = path.stat() if path.is_file() else None
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns) if stat else None
-    if key in _RESUME_CHECKED:
-        return
-    try:
-        checkpoint = load_checkpoint(path)
-        missing = [k for k in ("epoch", "global_step", "loops") if k not in checkpoint]
-        if missing:
-            raise CheckpointError(f"{path} holds weights but no training state ({', '.join(missing)}) to resume")
-        check_checkpoint_callback_paths(checkpoint, path)
+    stored = _RESUME_CHECKED.get(key) if key else None
+    if stored is None:
+        try:
+            checkpoint = load_checkpoint(path)
+            missing = [k for k in ("epoch", "global_step", "loops") if k not in checkpoint]
+            if missing:
+                raise CheckpointError(f"{path} holds weights but no training state ({', '.join(missing)}) to resume")
+            check_checkpoint_callback_paths(checkpoint, path)
+        except CheckpointError as error:
+            others = sorted(p.name for p in path.parent.glob("*.ckpt") if p.name != path.name)
+            choice = f"ckpt_path={path.parent / others[-1]}" if others else "ckpt_path=<another .ckpt>"
+            raise CheckpointError(
+                f"cannot resume: {error}. Nothing was changed. Start over without ckpt_path, or pick another "
+                f"checkpoint ({choice})"
+            ) from None
+        stored = checkpoint["colorization_config"]["model"]
         if key:
-            _RESUME_CHECKED.add(key)
-    except CheckpointError as error:
-        others = sorted(p.name for p in path.parent.glob("*.ckpt") if p.name != path.name)
-        choice = f"ckpt_path={path.parent / others[-1]}" if others else "ckpt_path=<another .ckpt>"
-        raise CheckpointError(
-            f"cannot resume: {error}. Nothing was changed. Start over without ckpt_path, or pick another "
-            f"checkpoint ({choice})"
-        ) from None
+            _RESUME_CHECKED[key] = stored
+    if model is not None:
+        check_same_model(path, stored, model)
 
 
-def check_eval_checkpoint(path: str | Path, data: Mapping | None) -> None:
+def check_eval_checkpoint(path: str | Path, data: Mapping | None, data_root: str | None = None) -> None:
     """A checkpoint to score: safe (:func:`load_checkpoint`), its network's config matching
-    its weights, and the data (``data``, else its own stored data) of the kind its task takes."""
-    from colorization.checkpoint import CheckpointError, load_checkpoint, net_from_checkpoint
+    its weights, and the data (``data``, else its own stored data, its folder or URL only from
+    ``data_root``) of the kind its task takes."""
+    from colorization.checkpoint import CheckpointError, load_checkpoint, net_from_checkpoint, stored_data_for_eval
 
     checkpoint = load_checkpoint(path)
     stored = checkpoint["colorization_config"]
     try:
         net_from_checkpoint(checkpoint)
+        if data is None:  # its own data, with locations only from the command line (data_root=)
+            data = stored_data_for_eval(stored.get("data"), data_root)
+            check_data_values(data, prefix="checkpoint data")
+            check_photo_folder(data)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from None
-    if data is None:
-        check_data_values(stored.get("data"), prefix="checkpoint data")
-        data = stored.get("data")
     check_model_fits_data(stored["model"], data, str(path))
 
 
@@ -329,11 +383,11 @@ def run_checks(cfg: DictConfig, config_name: str | None, run_dir: str | Path) ->
     check_values(cfg, training=config_name != "eval")
     if config_name == "eval":
         if cfg.get("ckpt_path"):
-            check_eval_checkpoint(cfg.ckpt_path, cfg.get("data"))
+            check_eval_checkpoint(cfg.ckpt_path, cfg.get("data"), cfg.get("data_root"))
         return
     path = resolve_ckpt_path(cfg, run_dir)
     if path:
-        check_resume(path)
+        check_resume(path, cfg.get("model"))
 
 
 class Preflight(Callback):

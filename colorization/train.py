@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import shlex
 import traceback
 from pathlib import Path
 
@@ -14,7 +16,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from colorization.checkpoint import CheckpointError, load_checkpoint
+from colorization.callbacks import ResumeState
+from colorization.checkpoint import CheckpointError, load_checkpoint, stored_location
 from colorization.io import write_text_atomic
 from colorization.models import GrayBaseline
 from colorization.preflight import ConfigError, check_resume, check_values, resolve_ckpt_path
@@ -31,11 +34,12 @@ def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
 
 
 def instantiate_callbacks(cfg: DictConfig | None, with_loggers: bool) -> list[L.Callback]:
-    """Every callback under ``cfg.callbacks``; the LR monitor needs a logger and is dropped without."""
+    """Every callback under ``cfg.callbacks``; the LR monitor needs a logger and is dropped without.
+    :class:`ResumeState` always: a run resumed from any of its checkpoints goes on exactly."""
     callbacks = [hydra.utils.instantiate(c) for c in (cfg or {}).values() if c and "_target_" in c]
     if not with_loggers:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    return callbacks
+    return [*callbacks, ResumeState()]
 
 
 def build_model(cfg: DictConfig) -> L.LightningModule:
@@ -87,14 +91,37 @@ def report(comparison: dict[str, float], history: list[float], ckpt_path: str | 
         lines.append(f"{name:14s}" + "".join(v.rjust(11) for v in values))
     verdict = "beats" if comparison["model/val/psnr"] > comparison["gray/val/psnr"] else "does not beat"
     lines.append(f"The model {verdict} the gray baseline on PSNR.")
-    if len(history) >= 2:
-        best = min(range(len(history)), key=history.__getitem__)
-        change = 100 * (history[-1] - history[0]) / max(abs(history[0]), 1e-12)
+    epochs = [epoch for epoch, value in enumerate(history) if not math.isnan(value)]  # item i: epoch i
+    if len(epochs) >= 2:
+        first, last = epochs[0], epochs[-1]
+        best = min(epochs, key=history.__getitem__)
+        change = 100 * (history[last] - history[first]) / max(abs(history[first]), 1e-12)
+        start, since = ("first epoch", "first") if first == 0 else (f"epoch {first}", f"epoch {first}")
         lines.append(
-            f"val/loss: first epoch {history[0]:.4f}, best {history[best]:.4f} (epoch {best}), "
-            f"last {history[-1]:.4f} ({change:+.0f}% from first)"
+            f"val/loss: {start} {history[first]:.4f}, best {history[best]:.4f} (epoch {best}), "
+            f"last {history[last]:.4f} ({change:+.0f}% from {since})"
         )
     return "\n".join(lines)
+
+
+def next_steps(best: str, monitor: str | None, output_dir: str | Path, data: dict | None = None) -> str | None:
+    """The closing lines: which checkpoint to use next (the best by ``monitor``, val/loss in
+    the default run, else the last) and how; with the run's photo folder (``data``, resolved)
+    as ``data_root=`` for eval.py, which takes data locations only from its command line."""
+    last = Path(output_dir) / "checkpoints" / "last.ckpt"
+    best = best if monitor and best and Path(best).is_file() else ""
+    ckpt = best or (str(last) if last.is_file() else None)
+    if ckpt is None:
+        return None
+    which = f"The best checkpoint (by {monitor})" if best else "The last checkpoint"
+    quoted = shlex.quote(ckpt)
+    where = stored_location(data) if isinstance(data, dict) else None
+    location = f" data_root={shlex.quote(where)}" if where else ""
+    return (
+        f"{which}: {ckpt}\n"
+        f"Use next: colorize photo.jpg --ckpt {quoted} -o out/\n"
+        f"          python eval.py ckpt_path={quoted}{location}"
+    )
 
 
 def wandb_run_id(cfg: DictConfig, ckpt_path: str | None) -> str | None:
@@ -115,7 +142,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_values(cfg)  # train.py checked them already (Preflight); a config composed in Python not yet
     ckpt_path = resolve_ckpt_path(cfg, cfg.paths.output_dir)
     if ckpt_path:
-        check_resume(ckpt_path)
+        check_resume(ckpt_path, cfg.get("model"))
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
@@ -179,6 +206,11 @@ def fit_and_test(cfg: DictConfig, datamodule, model, loggers: list[Logger], ckpt
         for logger in loggers:  # the final numbers as the run's summary: a study's runs side by side
             if isinstance(logger, WandbLogger):
                 logger.experiment.summary.update(metrics)
+        monitor = getattr(trainer.checkpoint_callback, "monitor", None)
+        data = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else None
+        closing = next_steps(best, monitor, cfg.paths.output_dir, data)
+        if closing:
+            log.info("%s", closing)
     return metrics
 
 

@@ -1,12 +1,14 @@
 """train.py end to end: fast_dev_run, a short real run with its outputs, multirun, clean errors."""
 
 import csv
+import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from colorization.train import train
+from colorization.train import report, train
 from tests.helpers import TINY, run_train_py
 
 
@@ -28,9 +30,21 @@ def test_short_run_writes_checkpoint_metrics_and_grids_and_compares_with_gray(co
     for key in ("model/val/psnr", "gray/val/psnr", "model/val/ab_l1", "gray/val/ab_l1", "test/psnr"):
         assert key in metrics
     assert "gray (ab = 0)" in caplog.text and "val/loss: first epoch" in caplog.text
+    best = json.loads((run / "metrics.json").read_text())["best_checkpoint"]
+    assert Path(best).name.startswith("best-") and Path(best).is_file()
+    assert f"Use next: colorize photo.jpg --ckpt {best} -o out/" in caplog.text  # the closing lines
+    assert f"python eval.py ckpt_path={best}" in caplog.text
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["colorization_config"]["model"]["net"]["width"] == 8
     assert checkpoint["global_step"] > 0
+
+
+def test_the_summary_names_the_epochs_its_losses_are_from():
+    metrics = ("psnr", "ssim", "ab_l1", "delta_e", "ab_auc", "colorfulness_gap")
+    comparison = {f"{who}/val/{metric}": 1.0 for who in ("model", "gray") for metric in metrics}
+    # epoch 0 not validated (check_val_every_n_epoch, or a resume from a checkpoint without the history)
+    text = report(comparison, [math.nan, 0.30, 0.20, 0.25], None, 8)
+    assert "val/loss: epoch 1 0.3000, best 0.2000 (epoch 2), last 0.2500 (-17% from epoch 1)" in text
 
 
 def test_same_seed_same_run(compose_cfg):
@@ -89,3 +103,17 @@ def test_the_default_run_learns_colour_it_never_saw(compose_cfg):
     with open(Path(cfg.paths.output_dir) / "csv" / "metrics.csv") as f:
         history = [float(row["val/loss"]) for row in csv.DictReader(f) if row["val/loss"]]
     assert len(history) == cfg.trainer.max_epochs and min(history) < 0.9 * history[0], history
+
+
+def test_the_closing_lines_give_eval_the_photo_folder_of_the_run(tmp_path):
+    from colorization.train import next_steps
+
+    best = tmp_path / "checkpoints" / "best-epoch001.ckpt"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(b"")
+    folder = {"_target_": "colorization.data.LabDataModule", "root": "/my photos",
+              "source": {"_target_": "colorization.data.ImageFolder", "_partial_": True}}  # fmt: skip
+    lines = next_steps(str(best), "val/loss", tmp_path, folder)
+    assert f"python eval.py ckpt_path={best} data_root='/my photos'" in lines  # eval.py takes locations from you
+    bundled = {**folder, "root": None, "source": {"_target_": "colorization.data.SamplePhotos", "_partial_": True}}
+    assert "data_root" not in next_steps(str(best), "val/loss", tmp_path, bundled)

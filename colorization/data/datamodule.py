@@ -91,7 +91,11 @@ class PhotoCrops(Dataset):
                     "data-loading process)",
                     stacklevel=2,
                 )
-        raise UnreadableImage("no photo of this split can be decoded any more")
+        names = ", ".join(self.source.name(i) for i in sorted(self.lost)[:3]) + (", ..." if len(self.lost) > 3 else "")
+        raise DataSourceError(
+            f"no photo of this {'training' if self.train else 'evaluation'} split can be decoded any more "
+            f"({len(self.lost)} lost since the set-up check: {names}): they were changed or removed during the run"
+        )
 
     def _generator(self, item: int, epoch: int | None) -> torch.Generator | None:
         """Fixed by (seed, epoch, item): the same crop and augmentation whichever worker makes
@@ -189,11 +193,22 @@ class ResumableSampler(DistributedSampler):
         return ((index, epoch) for index in order[skip:])
 
 
+def loader_generator(seed: int) -> torch.Generator:
+    """A loader's own generator: each iterator a DataLoader starts draws its workers' seed from
+    it instead of from the global generator, so the training steps' draws (dropout, hints) do
+    not depend on how many loaders a run started (a resumed run starts others)."""
+    return torch.Generator().manual_seed(seed)
+
+
 class ResumableLoader(DataLoader):
     """A DataLoader whose position Lightning saves in checkpoints (``state_dict``) and
-    restores on resume, through its :class:`ResumableSampler`."""
+    restores on resume, through its :class:`ResumableSampler`. After an epoch's last batch the
+    position is the next epoch's start: Lightning may create (and start filling) the iterator a
+    resumed run reads first before it sets the sampler's epoch."""
 
     def state_dict(self) -> dict[str, int]:
+        if self.sampler.consumed >= len(self):
+            return {"epoch": self.sampler.epoch + 1, "consumed": 0}
         return {"epoch": self.sampler.epoch, "consumed": self.sampler.consumed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
@@ -397,6 +412,7 @@ class LabDataModule(SplitDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
             pin_memory=self.pin_memory,
+            generator=loader_generator(self.seed),
         )
         if not shuffle:
             return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **common)
@@ -407,6 +423,9 @@ class LabDataModule(SplitDataModule):
             dataset, self.batch_size, self.seed, num_replicas=world, rank=rank, blocks=self._blocks(dataset),
             window=self.shuffle_window,
         )  # fmt: skip
+        fit_loop = getattr(self.trainer, "fit_loop", None)
+        if fit_loop is not None:  # the epoch Lightning runs next (a resumed run: after the checkpoint's)
+            sampler.set_epoch(fit_loop.epoch_progress.current.processed)
         self.train_sampler = sampler
         drop_last = sampler.num_samples > self.batch_size  # a split smaller than a batch is one batch
         return ResumableLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last, **common)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 import torch.nn.functional as F
@@ -141,7 +142,8 @@ class ColorizationModule(ConfiguredModule):
             self.register_buffer("bin_prior_ready", torch.tensor(False))
         self.metrics = nn.ModuleDict({stage: rgb_metrics(f"{stage}/") for stage in ("val", "test")})
         self.ab_l1 = nn.ModuleDict({stage: MeanAbsoluteError() for stage in ("val", "test")})
-        #: val/loss after each training epoch, for "did it learn?" summaries
+        #: val/loss of each training epoch (item i: epoch i; NaN: not validated, or before a resume
+        #: from a checkpoint that did not store it), for "did it learn?" summaries; in checkpoints
         self.val_loss_history: list[float] = []
 
     def configure_model(self) -> None:
@@ -259,13 +261,26 @@ class ColorizationModule(ConfiguredModule):
         optimizer.param_groups[1]["lr"] = optimizer.param_groups[0]["lr"] * self.hparams.get("encoder_lr_scale", 1.0)
         return self.with_scheduler(optimizer)
 
-    def on_train_epoch_start(self) -> None:
+    def freeze_for_epoch(self) -> None:
+        """A pretrained encoder is frozen during the first ``freeze_epochs`` epochs."""
         if hasattr(self.net, "freeze_encoder"):
             self.net.freeze_encoder(self.current_epoch < self.hparams.get("freeze_epochs", 0))
+
+    def on_train_epoch_start(self) -> None:
+        self.freeze_for_epoch()
+
+    def on_train_start(self) -> None:
+        self.freeze_for_epoch()  # Lightning skips on_train_epoch_start when it resumes mid-epoch
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["inference"] = self.inference_spec()
+        checkpoint["val_loss_history"] = list(self.val_loss_history)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == "fit":  # a resume (testing the best one keeps this run's)
+            self.val_loss_history = [float(v) for v in checkpoint.get("val_loss_history", [])]
 
     def on_fit_start(self) -> None:
         if hasattr(self.net, "fit_batch"):
@@ -325,4 +340,6 @@ class ColorizationModule(ConfiguredModule):
     def on_validation_epoch_end(self) -> None:
         fitting = self.trainer.state.fn == "fit" and not self.trainer.sanity_checking
         if fitting and "val/loss" in self.trainer.callback_metrics:
+            epoch, history = self.current_epoch, self.val_loss_history
+            self.val_loss_history = history[:epoch] + [math.nan] * (epoch - len(history))
             self.val_loss_history.append(float(self.trainer.callback_metrics["val/loss"]))
