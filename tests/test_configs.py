@@ -28,7 +28,8 @@ def test_every_group_has_the_options_users_expect():
 
 @pytest.mark.parametrize("option", options("data"))
 def test_data_options_build_a_datamodule(compose_cfg, photo_dir, option):
-    root = {"folder": [f"data.root={photo_dir}"], "shards": [f"data.root={photo_dir}/pack"]}  # lazy: nothing read
+    root = {"folder": [f"data.root={photo_dir}"], "folder_test": [f"data.root={photo_dir}"],
+            "shards": [f"data.root={photo_dir}/pack"]}  # fmt: skip  # lazy: nothing read
     overrides = [f"data={option}", *root.get(option, [])]
     dm = instantiate(compose_cfg(*overrides).data)
     assert isinstance(dm, DigitsDataModule if option == "digits" else LabDataModule)
@@ -124,6 +125,9 @@ def test_model_options_are_plain_model_packages_on_the_shared_base(compose_cfg, 
 def test_photo_sources_share_the_data_base(compose_cfg, option):
     assert "/base/data@_here_" in (CONF / "data" / f"{option}.yaml").read_text()
     data = compose_cfg(f"data={option}").data
+    if option == "folder_test":  # for eval.py: every photo is a test photo, scored as it is
+        assert list(data.fractions) == [0.0, 0.0, 1.0] and data.augment is None and data.eval_repeats == 1
+        return
     assert data._target_ == "colorization.data.LabDataModule" and list(data.fractions) == [0.8, 0.1, 0.1]
     assert data.augment._target_ == "colorization.data.DeviceAugmentation"
 

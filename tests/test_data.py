@@ -317,7 +317,7 @@ def test_a_checkpoint_trained_on_several_folders_loads_and_rebuilds_its_data(tmp
     ckpt = tiny_checkpoint(tmp_path / "run", "data=folder", roots, "model.net.width=8", "model.net.depth=2")
     checkpoint = load_checkpoint(ckpt)
     assert checkpoint["colorization_config"]["data"]["root"] == [str(landscapes), str(flowers)]
-    dm = datamodule_from_checkpoint(checkpoint)
+    dm = datamodule_from_checkpoint(checkpoint, [str(landscapes), str(flowers)])  # eval.py's data_root=[A,B]
     dm.setup("fit")
     assert dm.source.root == [landscapes, flowers] and len(dm.source) == 6
     assert sum(len(v) for v in dm.splits.values()) == len(dm.report.kept) > 0

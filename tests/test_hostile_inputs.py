@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -82,9 +84,21 @@ def test_temp_files_of_a_killed_run_are_never_inputs_and_removed_when_safe(ckpt,
     for path in (stale, live):
         path.write_bytes(b"\x89PNG half written")
         os.utime(path, (time.time() - 7200, time.time() - 7200))
+    # a video being written when its run was killed (SIGKILL: no clean-up) a second ago
+    code = (
+        "import os, signal, sys\nfrom colorization.io import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_bytes(b'half a video')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", code, str(folder / "clip.mp4")], timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    (fresh,) = folder.glob(f".clip.mp4.*{TEMP_SUFFIX}")
+    elsewhere = folder / f".x.png.k2j4d1.h0badc0de-{2**22 + 1}{TEMP_SUFFIX}"  # another machine's, still writing
+    elsewhere.write_bytes(b"")
     assert main([str(folder), "--ckpt", str(ckpt), "-o", str(folder)]) == 0
     assert "1 done, 0 skipped (output exists), 0 failed" in capsys.readouterr().err
     assert not stale.exists() and live.exists()
+    assert not fresh.exists() and elsewhere.exists()  # ours: its process is gone; theirs: not an hour old
 
 
 # ----------------------------------------------------------------------------- pixel limits
@@ -242,3 +256,171 @@ def test_an_input_folder_inside_the_output_folder_is_coloured(ckpt, photos, tmp_
     assert main([str(folder / "*.jpg"), "--ckpt", str(ckpt), "-o", str(tmp_path / "g")]) == 0
     assert main([str(folder), "--ckpt", str(ckpt), "-o", str(tmp_path / "d"), "--device", "gpu"]) == 2
     assert "--device gpu" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+# ----------------------------------------------------------------------------- a checkpoint's stored data locations
+
+
+def _with_stored_data(ckpt: Path, path: Path, data: dict) -> Path:
+    state = torch.load(ckpt, weights_only=True)
+    state["colorization_config"]["data"] = {**state["colorization_config"]["data"], **data}
+    torch.save(state, path)
+    return path
+
+
+def test_a_checkpoint_cannot_choose_where_eval_reads_writes_or_deletes(ckpt, photo_dir, tmp_path, monkeypatch):
+    from colorization.checkpoint import CheckpointError
+    from colorization.evaluate import evaluate
+    from colorization.preflight import run_checks
+
+    monkeypatch.setenv("COLORIZATION_CACHE", str(tmp_path / "my_cache"))  # the user's own scan cache
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    stale = chosen / f".notes.txt.abc123.999999{TEMP_SUFFIX}"  # somebody's file, three hours old
+    stale.write_text("keep me")
+    os.utime(stale, (time.time() - 3 * 3600,) * 2)
+    folder = {"_target_": "colorization.data.ImageFolder", "_partial_": True}
+    crafted = _with_stored_data(ckpt, tmp_path / "crafted.ckpt", {"source": folder, "root": str(photo_dir),
+                                                                   "scan_cache": str(chosen)})  # fmt: skip
+    args = [f"ckpt_path={crafted}", "fid=false", "split=val"]
+    cfg = compose_config("eval", args, tmp_path / "e1")
+    with pytest.raises(CheckpointError, match=rf"add data_root={photo_dir}.*data=folder_test"):
+        run_checks(cfg, "eval", tmp_path / "e1")  # eval.py's preflight: before the run folder exists
+    GlobalHydra.instance().clear()
+    # given on the command line, the same folder is read; the stored cache folder is never used
+    cfg = compose_config("eval", [*args, f"data_root={photo_dir}"], tmp_path / "e2")
+    run_checks(cfg, "eval", tmp_path / "e2")
+    scored = evaluate(cfg)
+    GlobalHydra.instance().clear()
+    assert scored["psnr"] > 0
+    assert sorted(p.name for p in chosen.iterdir()) == [stale.name] and stale.read_text() == "keep me"
+    assert any((tmp_path / "my_cache").rglob("*.json"))  # the scan cache went to the user's own
+    # a remote root is never opened, not even asked for: eval says how to give it
+    shards = {"_target_": "colorization.data.shards.ShardSource", "_partial_": True, "cache_dir": str(chosen)}
+    remote = _with_stored_data(ckpt, tmp_path / "remote.ckpt", {"source": shards, "root": "s3://bucket/pack"})
+    cfg = compose_config("eval", [f"ckpt_path={remote}", "fid=false"], tmp_path / "e3")
+    with pytest.raises(CheckpointError, match=r"data_root=s3://bucket/pack"):
+        run_checks(cfg, "eval", tmp_path / "e3")
+    GlobalHydra.instance().clear()
+    assert sorted(p.name for p in chosen.iterdir()) == [stale.name]
+
+
+def test_eval_scores_a_folder_with_data_folder_test_and_prints_gray_beside(ckpt, photo_dir, tmp_path, caplog):
+    import json
+    import logging
+
+    from colorization.evaluate import evaluate
+
+    cfg = compose_config("eval", [f"ckpt_path={ckpt}", "data=folder_test", f"data.root={photo_dir}",
+                                  "data.image_size=32", "fid=false"], tmp_path / "e")  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        scored = evaluate(cfg)
+    GlobalHydra.instance().clear()
+    written = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert written["metrics"]["psnr"] == pytest.approx(scored["psnr"])
+    assert written["gray"]["colorfulness"] == pytest.approx(0.0, abs=0.05)  # gray: ab = 0, same photos
+    assert written["gray"]["psnr"] != pytest.approx(scored["psnr"])
+    assert "| psnr |" in caplog.text and "gray (ab = 0)" in caplog.text
+
+
+# ----------------------------------------------------------------------------- the first hour
+
+
+def test_colorize_help_answers_without_importing_torch():
+    import resource
+
+    code = (
+        "import sys\nfrom colorization.colorize import main\n"
+        "for argv in (['--help'], ['photo.jpg', '--ckpt', 'x.ckpt']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "print('torch' in sys.modules, 'numpy' in sys.modules)\n"
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert "usage: colorize" in result.stdout and "required: -o/--output" in result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False False"  # nothing heavy imported
+    assert cpu < 0.5, f"colorize --help and an argument error took {cpu:.2f} s of CPU"
+
+
+def test_threads_default_to_the_idle_cores_and_are_restored(ckpt, photos, tmp_path, monkeypatch, capsys):
+    from colorization.inference.options import default_threads
+
+    assert default_threads(cores=2, load=1.7) == 1  # the other core is busy: one thread, not two fighting
+    assert default_threads(cores=2, load=0.1) == 2 and default_threads(cores=16, load=3.2) == 13
+    assert default_threads(cores=4, load=40.0) == 1
+    Image.fromarray(photos["coffee"]).save(tmp_path / "coffee.jpg")
+    seen, threads = [], torch.get_num_threads()
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n))
+    assert main([str(tmp_path / "coffee.jpg"), "--ckpt", str(ckpt), "-o", str(tmp_path / "o"), "--threads", "1"]) == 0
+    assert seen == [1, threads]  # set for the run, then given back (main() may run inside a program)
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "coffee.jpg"), "--ckpt", str(ckpt), "-o", str(tmp_path / "o"), "--threads", "0"])
+    assert "--threads must be >= 1" in capsys.readouterr().err
+
+
+def test_file_names_are_printed_without_their_terminal_escapes(ckpt, photos, tmp_path, capsys):
+    Image.fromarray(photos["coffee"]).save(tmp_path / "good\x1b]0;owned\x07.jpg")
+    (tmp_path / "bad\x1b[2J\x1b[31m.jpg").write_bytes(b"not a photo")
+    assert main([str(tmp_path), "--ckpt", str(ckpt), "-o", str(tmp_path / "out")]) == 1
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\x07" not in out
+    assert "good\\x1b]0;owned\\x07.jpg" in out and "bad\\x1b[2J\\x1b[31m.jpg" in err
+
+
+def test_a_photo_time_is_its_own_not_its_batch(ckpt, photos, tmp_path, monkeypatch, capsys):
+    import re
+
+    import colorization.inference.jobs as jobs
+
+    for name in ("a_coffee", "b_chelsea"):
+        Image.fromarray(photos[name[2:]]).save(tmp_path / f"{name}.jpg")
+    slow_open = jobs.open_rgb
+
+    def open_rgb(path, **kwargs):
+        if "chelsea" in str(path):
+            time.sleep(0.6)  # a slow disk, for the second photo of the batch only
+        return slow_open(path, **kwargs)
+
+    monkeypatch.setattr(jobs, "open_rgb", open_rgb)
+    assert main([str(tmp_path), "--ckpt", str(ckpt), "-o", str(tmp_path / "out"), "--batch-size", "2"]) == 0
+    seconds = dict(re.findall(r"(\w+)\.jpg -> .*, ([\d.]+) s\)", capsys.readouterr().out))
+    assert float(seconds["b_chelsea"]) >= 0.6 > float(seconds["a_coffee"]), seconds
+
+
+def test_a_split_whose_photos_go_missing_is_one_error_line_not_a_traceback(photo_dir, compose_cfg, caplog):
+    import logging
+
+    from colorization.train import run
+
+    remove = ["+callbacks.rm._target_=tests.helpers.RemovePhotosAtStart", "+callbacks.rm.split=val"]
+    cfg = compose_cfg("data=folder", f"data.root={photo_dir}", "debug=fdr", "data.image_size=32",
+                      "model.net.width=8", "model.net.depth=2", *remove)  # fmt: skip
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stop:
+        run(cfg)
+    assert stop.value.code == 2
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "no photo of this evaluation split can be decoded any more" in line and "removed during the run" in line
+
+
+def test_every_run_is_free_of_the_notices_it_cannot_act_on(tmp_path, caplog):
+    import logging
+
+    from lightning.pytorch.utilities.rank_zero import rank_zero_info
+    from torch.utils._pytree import LeafSpec
+
+    from colorization.loggers import WandbLogger
+    from colorization.runtime import quiet_known_noise
+
+    with warnings.catch_warnings(record=True) as seen, caplog.at_level(logging.INFO):
+        warnings.simplefilter("always")
+        quiet_known_noise()
+        LeafSpec()  # what Lightning's own code does at every training step
+        rank_zero_info("💡 Tip: For seamless cloud logging ... try installing [litlogger]")
+        rank_zero_info("a real message")
+        warnings.warn("a real warning", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == ["a real warning"]
+    assert "Tip" not in caplog.text and "a real message" in caplog.text
+    # W&B warns about Lightning's anonymous=None on every run: not passed any more
+    assert "anonymous" not in WandbLogger(project="p", offline=True, save_dir=str(tmp_path))._wandb_init

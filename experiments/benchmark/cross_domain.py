@@ -156,7 +156,8 @@ def own_data(ckpt: Path, size: int):
     so its validation split is the one it never trained on), cropped at ``size`` px."""
     from colorization.checkpoint import datamodule_from_checkpoint
 
-    datamodule = datamodule_from_checkpoint(load_checkpoint(ckpt))
+    checkpoint = load_checkpoint(ckpt)  # trained by this benchmark: its photo folders are ours
+    datamodule = datamodule_from_checkpoint(checkpoint, checkpoint["colorization_config"]["data"].get("root"))
     datamodule.image_size = datamodule.resize = size
     datamodule.setup("fit")
     return datamodule

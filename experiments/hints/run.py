@@ -55,7 +55,8 @@ def score(ckpts: dict[str, Path], limit: int | None) -> dict[str, dict[int, dict
     from colorization.inference.model import load_colorizer
     from colorization.metrics import DeltaE2000
 
-    datamodule = datamodule_from_checkpoint(load_checkpoint(ckpts["hints"]))
+    checkpoint = load_checkpoint(ckpts["hints"])  # trained by this script: its photo folders are ours
+    datamodule = datamodule_from_checkpoint(checkpoint, checkpoint["colorization_config"]["data"].get("root"))
     datamodule.setup("test")
     models = {name: load_colorizer(path, torch.device("cpu"))[0] for name, path in ckpts.items()}
     results: dict[str, dict[int, dict[str, float]]] = {name: {} for name in ckpts}
