@@ -115,8 +115,9 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
 def export_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="colorize-export",
-        description="Export a checkpoint's colorizer: input 'L' (B, 1, S, S) = (Lab L - 50) / 50, output 'ab' "
-        "(B, 2, S, S) = Lab ab / 110, S the working size, any batch size B.",
+        description="Export a checkpoint's colorizer: input 'L' (B, 1, H, W) = (Lab L - 50) / 50, output 'ab' "
+        "(B, 2, H, W) = Lab ab / 110, any batch size B; ONNX for any H, W (the working size S stored in it; a "
+        "network that takes one size, e.g. unet, at S x S), pt2 at S x S.",
     )
     parser.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
     parser.add_argument(

@@ -196,6 +196,39 @@ def test_bad_checkpoint_and_bad_options_stop_with_one_line(ckpt, photos, tmp_pat
     assert not (tmp_path / "o").exists()
 
 
+def altered_checkpoint(ckpt: Path, path: Path, change) -> Path:
+    """A copy of ``ckpt`` with ``change(checkpoint)`` applied (as a careless or hostile edit would)."""
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    change(checkpoint)
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_a_checkpoint_saying_it_samples_without_a_latent_colours_and_refuses_samples(ckpt, photos, tmp_path, capsys):
+    """``inference.samples: true`` stored beside a network without a latent (a skip-CAE): the
+    network decides; ``--samples 1`` is one line (was a 41-line traceback), colouring works."""
+    liar = altered_checkpoint(ckpt, tmp_path / "liar.ckpt", lambda c: c["inference"].update(samples=True))
+    Image.fromarray(photos["coffee"]).save(tmp_path / "coffee.jpg")
+    args = [str(tmp_path / "coffee.jpg"), "--ckpt", str(liar), "-o", str(tmp_path / "o")]
+    assert main([*args, "--samples", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--samples needs a model that can sample" in err[0], err
+    assert main(args) == 0 and (tmp_path / "o" / "coffee.png").is_file()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_named_as_such(value, ckpt, photos, tmp_path, capsys):
+    def poison(checkpoint: dict) -> None:
+        name = next(k for k in checkpoint["state_dict"] if k.endswith("weight"))
+        checkpoint["state_dict"][name].view(-1)[0] = value
+
+    bad = altered_checkpoint(ckpt, tmp_path / "bad.ckpt", poison)
+    Image.fromarray(photos["coffee"]).save(tmp_path / "coffee.jpg")
+    assert main([str(tmp_path / "coffee.jpg"), "--ckpt", str(bad), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{bad}: the model produces non-finite values (NaN/inf)" in err[0], err
+
+
 def test_vae_samples_differ(photos, tmp_path):
     vae = tiny_checkpoint(tmp_path / "vae", "model=vae", "model.net.width=8", "model.net.depth=2")
     Image.fromarray(photos["astronaut"]).save(tmp_path / "astronaut.png")
@@ -232,6 +265,36 @@ def test_out_of_gamut_colours_keep_their_lightness():
     assert torch.allclose(lab_to_rgb_preserving_l(mild), lab_to_rgb(mild), atol=1e-6)
 
 
+class _SizeBranch(torch.nn.Module):
+    """A network whose colour depends on a branch taken on the size: odd widths see the photo
+    mirrored (``multiple``: it says it pads to one, as unet does)."""
+
+    def __init__(self, multiple: int = 1) -> None:
+        super().__init__()
+        self.multiple = multiple
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        x = l_norm.flip(-1) if l_norm.shape[-1] % 2 else l_norm
+        return torch.cat([x, x.roll(1, -1)], dim=1) * 0.3
+
+
+@pytest.mark.parametrize("multiple", [1, 32])
+def test_a_network_that_takes_one_size_is_exported_square_with_a_note(multiple, tmp_path, capsys):
+    """A network that branches on the size cannot be exported for any size: one that says so
+    (``multiple``), and one whose free-size program colours another size differently, are
+    exported at the working size, square, with a note; colorize letterboxes photos for them."""
+    pytest.importorskip("onnxruntime")
+    from colorization.inference.model import OnnxColorizer
+
+    colorizer = Colorizer(_SizeBranch(multiple)).eval()
+    export_model(colorizer, torch.zeros(2, 1, 48, 48), tmp_path / "m.onnx", "onnx")
+    assert "note: the network takes one size only: exported at 48 px square" in capsys.readouterr().err
+    onnx = OnnxColorizer(tmp_path / "m.onnx")
+    assert (onnx.fixed_size, onnx.size) == (48, 48)
+    l_norm = torch.rand(2, 1, 48, 48) * 2 - 1
+    assert torch.allclose(onnx(l_norm), colorizer(l_norm), atol=1e-6)
+
+
 @pytest.mark.parametrize("model", ["skip_cae", "vae", "cae_rgb"])
 def test_exported_models_match_pytorch(model, tmp_path):
     import onnxruntime
@@ -257,6 +320,9 @@ def test_exported_models_match_pytorch(model, tmp_path):
     (onnx_out,) = session.run(["ab"], {"L": x.numpy()})
     assert onnx_out.shape == (3, 2, 64, 64)
     assert np.abs(onnx_out - expected).max() < 1e-4
+    oblong = torch.rand(2, 1, 37, 90) * 2 - 1  # any height and width, odd ones too
+    with torch.no_grad():
+        assert np.abs(session.run(["ab"], {"L": oblong.numpy()})[0] - colorizer(oblong).numpy()).max() < 1e-4
     export_model(colorizer, torch.zeros(2, 1, 64, 64), tmp_path / "m.pt2", "pt2")
     program = torch.export.load(tmp_path / "m.pt2").module()
     with torch.no_grad():
@@ -277,18 +343,31 @@ def test_24_megapixel_photo_stays_under_2_gib(tmp_path):
         assert image.size == (6000, 4000)
 
 
+def vivid(checkpoint: dict) -> None:
+    """Weights moved away from the tiny run's near-gray ones, so that the colours depend on
+    what the network sees (its running BatchNorm statistics kept)."""
+    generator = torch.Generator().manual_seed(0)
+    for name, value in checkpoint["state_dict"].items():
+        if value.is_floating_point() and "running_" not in name:
+            value.add_(torch.randn(value.shape, generator=generator) * 0.05)
+
+
 def test_colorize_with_an_exported_onnx_model_matches_the_checkpoint(ckpt, photos, tmp_path):
     """``colorize --onnx FILE`` colours through onnxruntime, without Lightning or Hydra, as
-    the checkpoint does (ab to 1e-3, so the 8-bit photos to one level)."""
+    the checkpoint does, a 3:2 photo too: the exported model takes any height and width, so it
+    sees the photo at the checkpoint's working shape (ab to 1e-3, so the 8-bit photos to one
+    level; the square export of before letterboxed it: up to 21 levels apart here)."""
     from colorization.colorize import export_main
     from colorization.inference.model import OnnxColorizer, load_colorizer
 
+    ckpt = altered_checkpoint(ckpt, tmp_path / "vivid.ckpt", vivid)
     assert export_main(["--ckpt", str(ckpt), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 0
     onnx, (torch_model, size) = OnnxColorizer(tmp_path / "m.onnx"), load_colorizer(ckpt, torch.device("cpu"))
-    assert onnx.size == size
-    l_norm = torch.rand(3, 1, size, size) * 2 - 1
+    assert (onnx.size, onnx.fixed_size) == (size, None)
+    l_norm = torch.rand(3, 1, size, size * 3 // 2 + 1) * 2 - 1
     with torch.no_grad():
         assert (onnx(l_norm) - torch_model(l_norm)).abs().max() < 1e-3
+    assert photos["chelsea"].shape[:2] == (75, 113)  # 3:2
     Image.fromarray(photos["chelsea"]).save(tmp_path / "cat.jpg")
     base = [sys.executable, "-X", "importtime", "-m", "colorization.colorize", str(tmp_path / "cat.jpg")]
     results = {}
@@ -414,17 +493,22 @@ def working_shape_of(shape: tuple[int, int], size: int) -> tuple[int, int]:
     return working_shape(*shape, size)
 
 
-def test_onnx_model_letterboxes_non_square_photos(ckpt, photos, tmp_path):
-    """An ONNX model takes one square size: the photo is letterboxed (longer side = size,
+def test_a_square_onnx_file_of_an_older_export_letterboxes_non_square_photos(ckpt, photos, tmp_path):
+    """An ONNX file that takes one square size (as colorize-export wrote them before any size,
+    or for a network that takes one size): the photo is letterboxed (longer side = size,
     mirrored padding) and the prediction cropped back; outputs keep the photo's size, and
     match the checkpoint network run on the same letterboxed input to one 8-bit level."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from colorization.colorize import export_main
     from colorization.inference.fullres import letterbox
-    from colorization.inference.model import load_colorizer
+    from colorization.inference.model import OnnxColorizer, load_colorizer
 
-    assert export_main(["--ckpt", str(ckpt), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 0
+    colorizer, size = load_colorizer(ckpt, torch.device("cpu"))
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.onnx.export(colorizer, (torch.zeros(2, 1, size, size),), input_names=["L"], output_names=["ab"],
+                                dynamic_shapes={"l_norm": {0: batch}}, dynamo=True, external_data=False)  # fmt: skip
+    program.save(str(tmp_path / "m.onnx"), external_data=False)  # the older export, as it was
+    assert OnnxColorizer(tmp_path / "m.onnx").fixed_size == size
     rgb = np.asarray(Image.fromarray(photos["chelsea"]).resize((200, 100)))
     Image.fromarray(rgb).save(tmp_path / "wide.png")
     Image.fromarray(photos["chelsea"]).resize((90, 270)).save(tmp_path / "tall.png")

@@ -272,7 +272,7 @@ def test_unknown_temporal_method_is_refused():
 def test_video_through_an_exported_onnx_model_matches_the_checkpoint(ckpt, photos, tmp_path):
     from colorization.colorize import export_main
 
-    write_clip(tmp_path / "clip.mp4", pan(photos["coffee"], 6, 80, 48), audio=None)  # letterboxed for ONNX
+    write_clip(tmp_path / "clip.mp4", pan(photos["coffee"], 6, 80, 48), audio=None)  # 5:3: ONNX sees the same shape
     assert export_main(["--ckpt", str(ckpt), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 0
     for name, model in (("onnx", ["--onnx", str(tmp_path / "m.onnx")]), ("ckpt", ["--ckpt", str(ckpt)])):
         assert main([str(tmp_path / "clip.mp4"), *model, "-o", str(tmp_path / name), "--crf", "0"]) == 0

@@ -1,19 +1,28 @@
-"""Exporting a checkpoint's colorizer: input ``L`` (B, 1, S, S) = (Lab L - 50) / 50, output
-``ab`` (B, 2, S, S) = Lab ab / 110, S the working size, any batch size B.
+"""Exporting a checkpoint's colorizer: input ``L`` (B, 1, H, W) = (Lab L - 50) / 50, output
+``ab`` (B, 2, H, W) = Lab ab / 110, any batch size B.
 
-* ``onnx``: for onnxruntime and every ONNX runtime (``colorize --onnx FILE`` runs it);
-* ``pt2``: a ``torch.export`` program (``torch.export.load(path).module()``), which replaces
-  TorchScript tracing (deprecated in torch 2.14).
+* ``onnx``: for onnxruntime and every ONNX runtime (``colorize --onnx FILE`` runs it), for any
+  height and width, so that colorize gives it each photo at the working shape a checkpoint gets
+  (aspect ratio kept); the working size S is stored in its metadata (``colorization.size``).
+  A network that takes one size only (unet, which pads to a multiple of 32) is exported at
+  S x S instead, with a note (``colorize`` letterboxes photos for it, as for the square files
+  of older versions);
+* ``pt2``: a ``torch.export`` program at S x S (``torch.export.load(path).module()``), which
+  replaces TorchScript tracing (deprecated in torch 2.14).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from colorization.inference.model import ColorizeError, Colorizer, check_size, load_colorizer
+from colorization.inference.model import ONNX_SIZE_KEY, ColorizeError, Colorizer, check_size, load_colorizer
 from colorization.inference.options import EXPORT_SUFFIXES as SUFFIXES
 from colorization.io import atomic_path
 
@@ -42,7 +51,8 @@ def export(args: argparse.Namespace) -> Path:
 
 
 def export_model(colorizer: Colorizer, example: torch.Tensor, path: Path, fmt: str) -> None:
-    """``colorizer`` at ``example``'s working size, any batch size, to ``path`` (atomically)."""
+    """``colorizer`` to ``path`` (atomically), any batch size: ``onnx`` any height and width too
+    where the network allows (:func:`onnx_program`), ``pt2`` at ``example``'s size."""
     batch = torch.export.Dim("batch", min=1, max=1024)
     with atomic_path(path) as tmp:
         if fmt == "pt2":
@@ -50,15 +60,80 @@ def export_model(colorizer: Colorizer, example: torch.Tensor, path: Path, fmt: s
             with open(tmp, "wb") as file:  # a handle: torch.export names files by their suffix
                 torch.export.save(program, file)
         elif fmt == "onnx":
-            program = torch.onnx.export(
-                colorizer.eval(),
-                (example,),
-                input_names=["L"],
-                output_names=["ab"],
-                dynamic_shapes={"l_norm": {0: batch}},
-                dynamo=True,
-                external_data=False,
-            )
-            program.save(str(tmp), external_data=False)
+            onnx_program(colorizer, example.shape[-1]).save(str(tmp), external_data=False)
         else:
             raise ColorizeError(f"--format {fmt}: choose from {sorted(SUFFIXES)}")
+
+
+def onnx_program(colorizer: Colorizer, size: int):
+    """The colorizer as an ONNX program for any batch, height and width, its working size
+    ``size`` in the metadata; at ``size`` x ``size`` instead, with a note on stderr, for a
+    network that takes one size only: one that pads to a ``multiple`` (unet: 32) branches on the
+    size (and its TF-"same" encoder makes torch.export reason for minutes), and one whose
+    program does not colour a probe of other sides as the network does (it was captured under
+    conditions on the size)."""
+    net = exportable(colorizer).eval()
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    if getattr(net.net, "multiple", 1) == 1:
+        # odd, unequal sides: no branch is captured for an even or a square size
+        example = torch.zeros(2, 1, size | 1, (size + 2) | 1)
+        free = {0: batch, 2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}
+        program = _onnx(net, example, free)
+        if _colours_as(program, net, torch.rand(1, 1, 2 * size, size + 2) * 2 - 1):
+            program.model.metadata_props[ONNX_SIZE_KEY] = str(size)
+            return program
+    print(f"colorize-export: note: the network takes one size only: exported at {size} px square "
+          "(colorize letterboxes photos for it)", file=sys.stderr)  # fmt: skip
+    program = _onnx(net, torch.zeros(2, 1, size, size), {0: batch})
+    program.model.metadata_props[ONNX_SIZE_KEY] = str(size)
+    return program
+
+
+def _onnx(net: Colorizer, example: torch.Tensor, dims: dict):
+    program = torch.export.export(net, (example,), dynamic_shapes={"l_norm": dims}, strict=False)
+    return torch.onnx.export(program, input_names=["L"], output_names=["ab"], dynamo=True, external_data=False)
+
+
+def _colours_as(program, net: Colorizer, probe: torch.Tensor) -> bool:
+    """Whether onnxruntime runs ``program`` on ``probe`` as ``net`` does (to 1e-4); True where
+    nothing can check it (no onnxruntime, or one without an operator it uses, e.g. Col2Im)."""
+    try:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 4  # its failures are the answer, not log lines
+        model = program.model_proto.SerializeToString()
+        session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001
+        return True
+    try:
+        (ab,) = session.run(["ab"], {"L": probe.numpy()})
+    except Exception:  # noqa: BLE001 - a shape the program cannot take
+        return False
+    with torch.no_grad():
+        expected = net(probe)
+    return ab.shape == tuple(expected.shape) and bool(abs(torch.from_numpy(ab) - expected).max() < 1e-4)
+
+
+class _CroppedConvTranspose2d(nn.ConvTranspose2d):
+    """A transposed convolution asked for an ``output_size``: computed at its largest output
+    size, then cropped. The same numbers, without an output padding that depends on the input's
+    size (which an ONNX ConvTranspose cannot take when the size is free)."""
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if output_size is None:
+            return super().forward(x)
+        most = [s - 1 for s in self.stride]
+        full = F.conv_transpose2d(
+            x, self.weight, self.bias, self.stride, self.padding, most, self.groups, self.dilation
+        )
+        return full[..., : output_size[-2], : output_size[-1]]
+
+
+def exportable(colorizer: Colorizer) -> Colorizer:
+    """A copy of ``colorizer`` that exports for any size (:class:`_CroppedConvTranspose2d`)."""
+    twin = copy.deepcopy(colorizer)
+    for module in twin.modules():
+        if type(module) is nn.ConvTranspose2d:
+            module.__class__ = _CroppedConvTranspose2d
+    return twin

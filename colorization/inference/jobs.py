@@ -3,7 +3,8 @@ the photos through the colorizer in batches, each photo on its own, then the vid
 time, their frames in batches (:mod:`colorization.inference.video`). A photo keeps its aspect
 ratio at the working size (:func:`~colorization.inference.fullres.working_input`): photos of a
 batch with the same working shape go through the network together, the others one group per
-shape; a model of one square size (ONNX) gets each photo letterboxed.
+shape; a model of one square size (an ONNX file of an older colorize-export) gets each photo
+letterboxed.
 
 Each input is handled on its own: a file that cannot be read gets one line on stderr and
 the run goes on. Inputs are never overwritten, outputs are written atomically, existing
@@ -185,11 +186,9 @@ def fail(summary: Summary, message: str) -> None:
 
 
 def fixed_square_size(colorizer: Colorizer | OnnxColorizer) -> int | None:
-    """The one square size a model takes (an exported ONNX model), or None for a network
-    that takes any height and width (a checkpoint's)."""
-    if hasattr(colorizer, "fixed_size"):
-        return colorizer.fixed_size
-    return colorizer.size if isinstance(colorizer, OnnxColorizer) else None
+    """The one square size a model takes (an ONNX model exported by an older colorize-export),
+    or None for a network that takes any height and width (a checkpoint's, a newer export's)."""
+    return getattr(colorizer, "fixed_size", None)
 
 
 def network_inputs(
@@ -348,9 +347,11 @@ def load_model(args: argparse.Namespace) -> tuple[Colorizer | OnnxColorizer, tor
         if getattr(args, "temperature", None) is not None or getattr(args, "mix", None) is not None:
             raise ColorizeError("--temperature and --mix need --ckpt: an exported model decodes as it was exported")
         colorizer = OnnxColorizer(args.onnx)
-        if args.size not in (None, colorizer.size):
-            raise ColorizeError(f"--size {args.size}: the ONNX model was exported at {colorizer.size}")
-        args.size = colorizer.size
+        if colorizer.fixed_size is not None and args.size not in (None, colorizer.fixed_size):
+            raise ColorizeError(f"--size {args.size}: the ONNX model takes one size, {colorizer.fixed_size} px")
+        args.size = args.size or colorizer.size
+        if args.size is None:
+            raise ColorizeError(f"--onnx {args.onnx}: the model does not say its working size; give --size")
         return colorizer, torch.device("cpu")
     device = pick_device(args.device)
     colorizer, trained_size = load_colorizer(args.ckpt, device)

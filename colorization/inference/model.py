@@ -3,6 +3,10 @@ described it) or from an exported ONNX model."""
 
 from __future__ import annotations
 
+import functools
+import itertools
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +16,13 @@ from torch import nn
 
 from colorization.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, net_from_checkpoint
 from colorization.hints import no_hints
-from colorization.limits import MAX_SIZE
+from colorization.limits import MAX_ONNX_BYTES, MAX_ONNX_MEMORY, MAX_SIZE
 from colorization.outputs import OUTPUTS, TEMPERATURE, check_decoding, output_space
+
+#: the ONNX metadata entry in which colorize-export stores the working size it exported at
+ONNX_SIZE_KEY = "colorization.size"
+#: what a network that gives NaN or inf is told
+NON_FINITE = "the model produces non-finite values (NaN/inf) for a gray input: its weights are corrupt or diverged"
 
 
 class ColorizeError(RuntimeError):
@@ -121,6 +130,34 @@ def colorizer_from_checkpoint(checkpoint: dict[str, Any]) -> Colorizer:
     )  # fmt: skip
 
 
+def probe_colorizer(colorizer: Colorizer, ckpt: str | Path) -> None:
+    """The network and its stored description agree (both are untrusted): a gray 32 px input
+    gives finite ab (1, 2, 32, 32); it can sample (``--samples``) only if its network decodes
+    a latent sample to such ab."""
+    gray = torch.zeros(1, 1, 32, 32)
+    with torch.no_grad():
+        probe = colorizer.eval()(gray)
+        if probe.shape != (1, 2, 32, 32):
+            raise ColorizeError(
+                f"{ckpt}: its network and its stored output ({colorizer.output}) do not fit: a gray 32 px input "
+                f"gives {tuple(probe.shape)} instead of ab (1, 2, 32, 32)"
+            )
+        if not bool(torch.isfinite(probe).all()):
+            raise ColorizeError(f"{ckpt}: {NON_FINITE}")
+        # a description that says it samples, of a network without a latent: the network decides
+        colorizer.can_sample = colorizer.can_sample and _samples(colorizer, gray)
+
+
+def _samples(colorizer: Colorizer, gray: torch.Tensor) -> bool:
+    """Whether the network decodes a latent sample into ab of the input's shape."""
+    if colorizer.latent_dim < 1 or not callable(getattr(colorizer.net, "decode", None)):
+        return False
+    try:
+        return colorizer(gray, torch.zeros(1, colorizer.latent_dim)).shape == (1, 2, *gray.shape[-2:])
+    except Exception:  # noqa: BLE001 - a decode that does not take (input, latent)
+        return False
+
+
 def load_colorizer(ckpt: str | Path, device: torch.device) -> tuple[Colorizer, int]:
     """-> (colorizer in eval mode on ``device``, the crop size it was trained at).
 
@@ -129,13 +166,7 @@ def load_colorizer(ckpt: str | Path, device: torch.device) -> tuple[Colorizer, i
     try:
         checkpoint = load_checkpoint(ckpt)
         colorizer = colorizer_from_checkpoint(checkpoint)
-        with torch.no_grad():  # the network and its stored output description agree (both are untrusted)
-            probe = colorizer.eval()(torch.zeros(1, 1, 32, 32))
-        if probe.shape != (1, 2, 32, 32) or not bool(torch.isfinite(probe).all()):
-            raise ColorizeError(
-                f"{ckpt}: its network and its stored output ({colorizer.output}) do not fit: a gray 32 px input "
-                f"gives {tuple(probe.shape)} instead of ab (1, 2, 32, 32)"
-            )
+        probe_colorizer(colorizer, ckpt)
     except (CheckpointError, ColorizeError) as error:
         raise ColorizeError(str(error)) from None
     except Exception as error:  # noqa: BLE001 - a config or weights that do not fit the code
@@ -148,32 +179,147 @@ def load_colorizer(ckpt: str | Path, device: torch.device) -> tuple[Colorizer, i
 
 class OnnxColorizer:
     """An exported model (``colorize-export --format onnx``) run by onnxruntime on the CPU:
-    the same contract as :class:`Colorizer` (``L`` in, ``ab`` out), at the size it was
-    exported at. An ONNX file is data, not code."""
+    the same contract as :class:`Colorizer` (``L`` in, ``ab`` out). A model exported for any
+    height and width (``fixed_size`` None) sees a photo at the checkpoint's working shape, at
+    the working size stored in the file (``size``); one exported at one square size (by
+    colorize-export before it exported any shape) gets photos letterboxed.
 
-    can_sample, latent_dim = False, 0
+    An ONNX file is data, not code, and untrusted: it is at most :data:`MAX_ONNX_BYTES`, read
+    once; weights it says are in other files (external data) are refused, and onnxruntime gets
+    its bytes, never its path, so it opens no other file; its declared input and stored working
+    size are at most ``MAX_SIZE``, checked before any tensor is made; onnxruntime allocates at
+    most :data:`MAX_ONNX_MEMORY`."""
+
+    can_sample, latent_dim, takes_hints = False, 0, False
 
     def __init__(self, path: str | Path) -> None:
         try:
             import onnxruntime
         except ImportError as error:
             raise ColorizeError(f"--onnx needs onnxruntime: pip install 'colorization[export]' ({error})") from None
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise ColorizeError(f"--onnx {path}: no such file")
+        self.path = path = Path(path).expanduser()
+        data = _read_onnx(path)
+        if (name := _external_tensor(data)) is not None:
+            raise ColorizeError(
+                f"--onnx {path}: its tensor {name!r:.80} is stored in another file (external data); colorize reads "
+                "the one file only (colorize-export writes the weights into it)"
+            )
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 4  # its errors come back as exceptions, turned into one line
+        options.intra_op_num_threads = torch.get_num_threads()  # colorize --threads, as for a checkpoint
+        options.add_session_config_entry("session.use_env_allocators", "1")  # the capped allocator
+        _capped_allocator(onnxruntime)
         try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001 - not an ONNX model, or not one onnxruntime runs
-            raise ColorizeError(f"--onnx {path}: not a usable ONNX model ({type(error).__name__})") from None
-        inputs = self.session.get_inputs()
-        shape = inputs[0].shape if len(inputs) == 1 else None
-        if not shape or len(shape) != 4 or not isinstance(shape[2], int) or shape[2] != shape[3]:
-            raise ColorizeError(f"--onnx {path}: expects one input 'L' of shape (B, 1, S, S), has {shape}")
-        self.input_name, self.size = inputs[0].name, int(shape[2])
+            raise ColorizeError(f"--onnx {path}: not a usable ONNX model ({_ort_reason(error)})") from None
+        self.input_name, self.fixed_size = _declared_input(self.session, path)
+        self.size = self.fixed_size or _stored_size(self.session, path)
 
     def __call__(self, l_norm: torch.Tensor) -> torch.Tensor:
-        ab = self.session.run(None, {self.input_name: l_norm.detach().cpu().float().numpy()})[0]
+        try:
+            ab = self.session.run(None, {self.input_name: l_norm.detach().cpu().float().numpy()})[0]
+        except Exception as error:  # noqa: BLE001 - onnxruntime's errors, memory cap included
+            raise ColorizeError(
+                f"--onnx {self.path}: fails on a {tuple(l_norm.shape)} input ({_ort_reason(error)})"
+            ) from None
         return torch.from_numpy(np.asarray(ab, dtype=np.float32))
+
+
+def _read_onnx(path: Path) -> bytes:
+    """The file's bytes, read once; a file over :data:`MAX_ONNX_BYTES` is refused unread."""
+    if not path.is_file():
+        raise ColorizeError(f"--onnx {path}: no such file")
+    too_big = f"--onnx {path}: over the {MAX_ONNX_BYTES >> 20} MiB an ONNX model may have; not read"
+    if path.stat().st_size > MAX_ONNX_BYTES:
+        raise ColorizeError(too_big)
+    with open(path, "rb") as file:
+        data = file.read(MAX_ONNX_BYTES + 1)  # a file that grows meanwhile is still bounded
+    if len(data) > MAX_ONNX_BYTES:
+        raise ColorizeError(too_big)
+    return data
+
+
+def _external_tensor(data: bytes) -> str | None:
+    """The name of a tensor the model says is stored in another file (ONNX external data), or
+    None; needs the ``onnx`` package (without it, onnxruntime given bytes and no path refuses
+    such a model too, with a less clear message)."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    try:
+        model = onnx.ModelProto.FromString(data)
+    except Exception:  # noqa: BLE001 - not a model: onnxruntime says so
+        return None
+    tensors = itertools.chain(_graph_tensors(model.graph), *(_node_tensors(f.node) for f in model.functions))
+    external = (t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL or t.external_data)
+    return next(external, None)
+
+
+def _graph_tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto of an ONNX graph: initializers, and those of its nodes."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    yield from _node_tensors(graph.node)
+
+
+def _node_tensors(nodes: Any) -> Iterator[Any]:
+    """Every TensorProto in these nodes' attributes, sub-graphs (If, Loop, Scan) included."""
+    for node in nodes:
+        for attribute in node.attribute:
+            yield attribute.t
+            yield from attribute.tensors
+            for sparse in (attribute.sparse_tensor, *attribute.sparse_tensors):
+                yield from (sparse.values, sparse.indices)
+            for subgraph in (attribute.g, *attribute.graphs):
+                yield from _graph_tensors(subgraph)
+
+
+@functools.cache
+def _capped_allocator(onnxruntime: Any) -> None:
+    """Register, once per process, the CPU allocator that ONNX sessions share, capped at
+    :data:`MAX_ONNX_MEMORY`: a graph that asks for more fails before allocating it."""
+    info = onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                     onnxruntime.OrtMemType.DEFAULT)  # fmt: skip
+    arena = onnxruntime.OrtArenaCfg({"max_mem": MAX_ONNX_MEMORY, "arena_extend_strategy": 1})  # as requested
+    onnxruntime.create_and_register_allocator(info, arena)
+
+
+def _ort_reason(error: Exception) -> str:
+    """onnxruntime's message in one short line (a cap reached said in GiB)."""
+    text = " ".join(str(error).split())
+    if asked := re.search(r"requested bytes of (\d+)", text):
+        return f"it asks for {int(asked[1]) / 2**30:.1f} GiB more, past the {MAX_ONNX_MEMORY >> 30} GiB cap"
+    return text.rsplit(" : ", 1)[-1][:200]
+
+
+def _declared_input(session: Any, path: Path) -> tuple[str, int | None]:
+    """(the input's name, its one square size or None for any height and width): one input
+    'L' (B, 1, H, W); a declared size past ``MAX_SIZE`` is refused before any tensor is made."""
+    inputs = session.get_inputs()
+    shape = inputs[0].shape if len(inputs) == 1 else None
+    if not shape or len(shape) != 4 or shape[1] != 1:
+        raise ColorizeError(f"--onnx {path}: expects one input 'L' of shape (B, 1, H, W), has {shape}")
+    height, width = shape[2:]
+    if not isinstance(height, int) and not isinstance(width, int):
+        return inputs[0].name, None
+    if height != width:
+        raise ColorizeError(f"--onnx {path}: takes (B, 1, {height}, {width}); colorize runs (B, 1, S, S) or any H, W")
+    if not 1 <= height <= MAX_SIZE:
+        raise ColorizeError(f"--onnx {path}: declares a {height} px input; working sizes are 1..{MAX_SIZE} px")
+    return inputs[0].name, height
+
+
+def _stored_size(session: Any, path: Path) -> int | None:
+    """The working size colorize-export stored in the file (None: not stored)."""
+    value = session.get_modelmeta().custom_metadata_map.get(ONNX_SIZE_KEY)
+    if value is None:
+        return None
+    if not re.fullmatch(r"[0-9]{1,6}", value) or not 1 <= int(value) <= MAX_SIZE:
+        raise ColorizeError(f"--onnx {path}: its stored working size {value!r:.40} is not in 1..{MAX_SIZE} px")
+    return int(value)
 
 
 def pick_device(name: str) -> torch.device:
@@ -198,7 +344,12 @@ def check_size(colorizer: Colorizer | OnnxColorizer, size: int, device: torch.de
     with torch.no_grad():
         try:
             ab = colorizer(torch.zeros(1, 1, size, size, device=device))
+        except ColorizeError:
+            raise
         except Exception as error:  # noqa: BLE001
             raise ColorizeError(f"--size {size}: the model cannot run at this size ({error})") from None
     if ab.shape != (1, 2, size, size):
         raise ColorizeError(f"--size {size}: the model returns shape {tuple(ab.shape)}; try its training size")
+    if not bool(torch.isfinite(ab).all()):
+        where = f"--onnx {colorizer.path}" if isinstance(colorizer, OnnxColorizer) else f"--size {size}"
+        raise ColorizeError(f"{where}: {NON_FINITE}")
