@@ -295,7 +295,11 @@ def test_a_network_that_takes_one_size_is_exported_square_with_a_note(multiple, 
     assert torch.allclose(onnx(l_norm), colorizer(l_norm), atol=1e-6)
 
 
-@pytest.mark.parametrize("model", ["skip_cae", "vae", "cae_rgb"])
+# skip_cae here; the other heads (6-7 s each: the free-size export and its probe) in make test-full
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("model", ["skip_cae", pytest.param("vae", marks=SLOW), pytest.param("cae_rgb", marks=SLOW)])
 def test_exported_models_match_pytorch(model, tmp_path):
     import onnxruntime
 
