@@ -134,8 +134,11 @@ def plot(runs: list[RunSummary], path: Path, title: str) -> Path:
     return path
 
 
-def aggregate(sweep_dir: str | Path, title: str | None = None, out_dir: str | Path | None = None) -> tuple[Path, Path]:
-    """-> (summary.md, summary.png) written into ``out_dir`` (default: ``sweep_dir``)."""
+def aggregate(
+    sweep_dir: str | Path, title: str | None = None, out_dir: str | Path | None = None, figure: bool = True
+) -> tuple[Path, Path | None]:
+    """-> (summary.md, summary.png) written into ``out_dir`` (default: ``sweep_dir``); without
+    ``figure``, the table only (no matplotlib)."""
     from colorization.io import write_text_atomic
 
     sweep_dir = Path(sweep_dir)
@@ -143,24 +146,26 @@ def aggregate(sweep_dir: str | Path, title: str | None = None, out_dir: str | Pa
     runs = collect(sweep_dir)
     title = title or f"Sweep {sweep_dir.name}"
     table = write_text_atomic(out_dir / "summary.md", markdown(runs, title))
-    return table, plot(runs, out_dir / "summary.png", title)
+    return table, plot(runs, out_dir / "summary.png", title) if figure else None
 
 
 class SummarizeSweep(Callback):
     """Hydra callback: at the end of a training multirun (``python train.py -m ...``), the
-    comparison :func:`aggregate` writes, printed and saved into the sweep folder, so a sweep
-    ends with its answer instead of a list of folders."""
+    comparison table :func:`aggregate` writes, printed and saved into the sweep folder
+    (``summary.md``), so a sweep ends with its answer instead of a list of folders; the plot is
+    one command away (``python -m colorization.aggregate <sweep folder>``)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if config.get("task_name") != "train":
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            table, figure = aggregate(sweep_dir)
+            table, _ = aggregate(sweep_dir, figure=False)
         except (OSError, ValueError) as error:  # a sweep whose jobs wrote nothing: say so, do not fail it
             print(f"aggregate: no summary of {sweep_dir}: {error}")
             return
-        print(f"\n{table.read_text()}\nwritten: {table}, {figure}", flush=True)
+        plot = f"python -m colorization.aggregate {sweep_dir}"
+        print(f"\n{table.read_text()}\nwritten: {table} (and a plot: {plot})", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

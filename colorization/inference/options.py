@@ -36,7 +36,7 @@ def available_cores() -> int:
 
 def default_threads(cores: int | None = None, load: float | None = None) -> int:
     """Threads for the network when ``--threads`` is not given: the cores other programs are
-    not already using (cores minus the 1-minute load average, at least 1). Torch's default
+    not already using (cores minus the whole part of the 1-minute load average, at least 1). Torch's default
     (one thread per core) on a machine whose cores are busy makes every thread wait for the
     others: a 24 MP photo took 4 min 41 s instead of 1 min 04 s with one thread."""
     cores = available_cores() if cores is None else cores
@@ -45,4 +45,4 @@ def default_threads(cores: int | None = None, load: float | None = None) -> int:
             load = os.getloadavg()[0]
         except (AttributeError, OSError):
             load = 0.0
-    return max(1, min(cores, round(cores - load)))
+    return max(1, min(cores, cores - int(load)))  # whole cores busy: a run of our own a minute ago counts < 1
