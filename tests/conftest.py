@@ -21,9 +21,6 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 # scan caches (data.scan_cache=auto) of test runs, and of the scripts they start, stay out of ~/.cache
 os.environ["COLORIZATION_CACHE"] = tempfile.mkdtemp(prefix="colorization-test-scans-")
-# colorize's thread default reads the load average, which the suite itself raises: the tests of
-# colorize run with torch's own default (one thread per core; options.default_threads has its test)
-os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
 needs_shared = pytest.mark.skipif(
     not SHARED_DATA.is_dir(), reason=f"needs the shared photo sets at {SHARED_DATA} (absent in a user's clone)"
