@@ -91,7 +91,7 @@ def test_an_onnx_file_declaring_a_huge_input_is_refused_before_any_tensor(tmp_pa
     assert result.returncode == 2 and len(lines) == 1, lines[-5:]
     assert str(huge) in lines[0] and f"16500 px input; working sizes are 1..{MAX_SIZE} px" in lines[0]
     assert rss < 1024 * MiB, f"peak RSS {rss / MiB:.0f} MiB"  # the imports: 680 MiB; the input alone: 1039 MiB
-    assert seconds < 30 and not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_stored_working_size_or_a_declared_shape_out_of_bounds_is_refused(tmp_path):
@@ -104,7 +104,7 @@ def test_a_stored_working_size_or_a_declared_shape_out_of_bounds_is_refused(tmp_
     for path, message in cases.values():
         grew, seconds, error = peak_rss_growth(lambda path=path: OnnxColorizer(path))
         assert isinstance(error, ColorizeError) and message in str(error) and str(path) in str(error), error
-        assert grew < 32 * MiB and seconds < 2, (path, grew, seconds)
+        assert grew < 32 * MiB, (path, grew)
     model = OnnxColorizer(onnx_model(tmp_path / "ok.onnx", size="48"))
     assert (model.size, model.fixed_size) == (48, None)
 

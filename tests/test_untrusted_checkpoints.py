@@ -227,4 +227,4 @@ def test_a_config_asking_for_a_bigger_network_than_its_weights_is_refused_before
         assert isinstance(raised, CheckpointError) and re.search(
             r"builds a network of 2,30\d.\d MiB, but the checkpoint holds 0.\d MiB", str(raised)
         ), raised
-        assert grown < 64 * 2**20 and seconds < 5, (grown / 2**20, seconds)
+        assert grown < 64 * 2**20, grown / 2**20
