@@ -57,7 +57,7 @@ from PIL import Image
 
 from colorization.data.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, UnreadableImage, open_rgb
 from colorization.hints import HintsError, hint_channels, parse_hints
-from colorization.inference.fullres import compose_full_resolution, gray_of, working_input
+from colorization.inference.fullres import compose_full_resolution, gray_of, pad_to_multiple, working_input
 from colorization.inference.model import MAX_SIZE, ColorizeError, Colorizer, load_colorizer, pick_device
 from colorization.runtime import Interrupted, signals_interrupt
 
@@ -276,17 +276,20 @@ class ColorizeApp:
             raise RequestError(str(error)) from None
         size = self.size or trained_size
         with self.lock:
-            l_norm = working_input(rgb, size)[None].to(self.device)
+            l_norm = working_input(rgb, size)[None]
             message = ""
             extra = {}
             if hints and colorizer.takes_hints:
                 try:
-                    extra["hints"] = hint_channels(hints, rgb.shape[:2], tuple(l_norm.shape[-2:]))
+                    given = hint_channels(hints, rgb.shape[:2], tuple(l_norm.shape[-2:]))
                 except HintsError as error:
                     raise RequestError(f"{filename}: {error}") from None
+                extra["hints"] = pad_to_multiple(given, colorizer.multiple)[0].to(self.device)
             elif hints:
                 message = "this checkpoint was trained without hints: they are ignored (train with model.hints=true)"
-            ab = colorizer(l_norm, **extra)[0]
+            padded, box = pad_to_multiple(l_norm, colorizer.multiple)  # as colorize does (unet: 32)
+            ab = colorizer(padded.to(self.device), **extra)[0]
+            ab = ab if box is None else ab[:, : box[2], : box[3]]
             colorized = compose_full_resolution(rgb, ab)
         height, width = rgb.shape[:2]
         return {

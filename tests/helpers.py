@@ -173,13 +173,11 @@ def options(group: str) -> list[str]:
 
 
 def one_line_exit_2(script: str, *args: str) -> str:
-    """Run ``script``; it must stop with exit code 2 and one line, within 5 seconds."""
-    start = time.perf_counter()
+    """Run ``script``; it must stop with exit code 2 and one line (the error, before any work:
+    callers check that nothing was written; no wall-clock bound, a busy machine is slow)."""
     result = run_script(script, *args)
-    seconds = time.perf_counter() - start
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, (args, result.returncode, lines[-8:])
-    assert seconds < 5, f"{script} {args} took {seconds:.1f} s"
     return lines[0]
 
 

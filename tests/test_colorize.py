@@ -267,32 +267,108 @@ def test_out_of_gamut_colours_keep_their_lightness():
 
 class _SizeBranch(torch.nn.Module):
     """A network whose colour depends on a branch taken on the size: odd widths see the photo
-    mirrored (``multiple``: it says it pads to one, as unet does)."""
-
-    def __init__(self, multiple: int = 1) -> None:
-        super().__init__()
-        self.multiple = multiple
+    mirrored."""
 
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
         x = l_norm.flip(-1) if l_norm.shape[-1] % 2 else l_norm
         return torch.cat([x, x.roll(1, -1)], dim=1) * 0.3
 
 
-@pytest.mark.parametrize("multiple", [1, 32])
-def test_a_network_that_takes_one_size_is_exported_square_with_a_note(multiple, tmp_path, capsys):
-    """A network that branches on the size cannot be exported for any size: one that says so
-    (``multiple``), and one whose free-size program colours another size differently, are
-    exported at the working size, square, with a note; colorize letterboxes photos for them."""
+def test_a_network_that_takes_one_size_is_exported_square_with_a_note(tmp_path, capsys):
+    """A network whose free-size program colours another size differently (it branches on the
+    size) is exported at the working size, square, with a note; colorize letterboxes photos
+    for it."""
     pytest.importorskip("onnxruntime")
     from colorization.inference.model import OnnxColorizer
 
-    colorizer = Colorizer(_SizeBranch(multiple)).eval()
+    colorizer = Colorizer(_SizeBranch()).eval()
     export_model(colorizer, torch.zeros(2, 1, 48, 48), tmp_path / "m.onnx", "onnx")
     assert "note: the network takes one size only: exported at 48 px square" in capsys.readouterr().err
     onnx = OnnxColorizer(tmp_path / "m.onnx")
-    assert (onnx.fixed_size, onnx.size) == (48, 48)
+    assert (onnx.fixed_size, onnx.size, onnx.multiple) == (48, 48, 1)
     l_norm = torch.rand(2, 1, 48, 48) * 2 - 1
     assert torch.allclose(onnx(l_norm), colorizer(l_norm), atol=1e-6)
+
+
+class _PadsTo32(torch.nn.Module):
+    """A network that pads its input to a multiple of 32 as unet does (edge pixels repeated,
+    cropped back) around a TF-"same" strided convolution (timm's ``Conv2dSame``, as in unet's
+    encoder)."""
+
+    multiple = 32
+
+    def __init__(self) -> None:
+        super().__init__()
+        from timm.layers import Conv2dSame
+
+        self.down = Conv2dSame(1, 4, 3, stride=2)
+        self.out = torch.nn.Conv2d(5, 2, 3, padding=1)
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        height, width = l_norm.shape[-2:]
+        pad_h, pad_w = -height % 32, -width % 32
+        x = F.pad(l_norm, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else l_norm
+        h = F.interpolate(self.down(x), scale_factor=2, mode="bilinear")
+        return torch.tanh(self.out(torch.cat([h, x], dim=1)))[..., :height, :width]
+
+
+def test_a_network_that_pads_to_a_multiple_is_exported_for_any_multiple_and_colours_as_its_checkpoint(
+    photos, tmp_path, capsys
+):
+    """unet pads to a multiple of 32, so its ONNX program takes heights and widths of 32 (any
+    multiple, stored in the file): colorize pads each photo as the network itself does and
+    crops, for both, so a 3:2 photo gets the checkpoint's colours (the square export of before
+    letterboxed it: mean 7.7 levels apart, up to 80). unet itself: the slow test below."""
+    pytest.importorskip("onnxruntime")
+    import argparse
+
+    from colorization.inference.jobs import predict
+    from colorization.inference.model import OnnxColorizer
+
+    torch.manual_seed(0)
+    colorizer = Colorizer(_PadsTo32()).eval()
+    export_model(colorizer, torch.zeros(2, 1, 48, 48), tmp_path / "m.onnx", "onnx")
+    assert "note" not in capsys.readouterr().err
+    onnx = OnnxColorizer(tmp_path / "m.onnx")
+    assert (onnx.fixed_size, onnx.size, onnx.multiple) == (None, 48, 32)
+    assert photos["chelsea"].shape[:2] == (75, 113)  # 3:2, neither side a multiple of 32
+    shots = [photos["chelsea"], photos["chelsea"][:40].copy()]
+    args, generator = argparse.Namespace(size=48, samples=0), torch.Generator()
+    with torch.no_grad():
+        expected = predict(colorizer, shots, torch.device("cpu"), args, generator)["colorized"]
+    got = predict(onnx, shots, torch.device("cpu"), args, generator)["colorized"]
+    assert [tuple(ab.shape) for ab in got] == [(2, 48, 72), (2, 48, 136)]  # shorter side 48
+    for ab, want in zip(got, expected, strict=True):
+        assert want.abs().mean() > 0.05 and (ab - want).abs().max() < 1e-5
+
+
+@pytest.mark.slow
+def test_unet_onnx_colours_a_3_2_photo_as_its_checkpoint(photos, tmp_path):
+    """The real unet (random, perturbed weights; its export takes 20-30 s): a 3:2 photo through
+    its ONNX export gets the checkpoint's ab to 1e-3 (measured 6e-5), ab and bins outputs."""
+    pytest.importorskip("onnxruntime")
+    import argparse
+
+    from colorization.inference.jobs import predict
+    from colorization.inference.model import OnnxColorizer
+    from colorization.models.unet import EffNetUNet
+
+    for output in ("ab", "bins"):
+        torch.manual_seed(0)
+        net = EffNetUNet(output=output, pretrained=False).eval()
+        with torch.no_grad():
+            for parameter in net.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.05)
+        colorizer = Colorizer(net, output).eval()
+        export_model(colorizer, torch.zeros(2, 1, 64, 64), tmp_path / f"{output}.onnx", "onnx")
+        onnx = OnnxColorizer(tmp_path / f"{output}.onnx")
+        assert (onnx.fixed_size, onnx.multiple) == (None, 32)
+        args, generator = argparse.Namespace(size=64, samples=0), torch.Generator()
+        with torch.no_grad():
+            (want,) = predict(colorizer, [photos["chelsea"]], torch.device("cpu"), args, generator)["colorized"]
+        (got,) = predict(onnx, [photos["chelsea"]], torch.device("cpu"), args, generator)["colorized"]
+        assert got.shape == (2, 64, 96) and want.abs().mean() > 0.05
+        assert (got - want).abs().max() < 1e-3, output
 
 
 # skip_cae here; the other heads (6-7 s each: the free-size export and its probe) in make test-full

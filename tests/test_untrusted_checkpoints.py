@@ -5,7 +5,6 @@ config of the project still rebuilds through the guard."""
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 
 import hydra
@@ -107,13 +106,10 @@ def test_hostile_checkpoints_refused_by_eval_and_resume_before_anything_is_writt
     for name, (path, marker, key) in hostile.items():
         for script, args in (("eval.py", [f"ckpt_path={path}"]), ("train.py", [f"ckpt_path={path}"])):
             run_dir = tmp_path / f"{script}_{name}"
-            start = time.perf_counter()
             result = run_script(script, *args, f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path / 'logs'}")
-            seconds = time.perf_counter() - start
             lines = (result.stdout + result.stderr).strip().splitlines()
             assert result.returncode == 2, (script, name, lines[-5:])
             assert len(lines) == 1 and key in lines[0] and "refused" in lines[0], lines
-            assert seconds < 5, f"{script} took {seconds:.1f} s to refuse"
             assert not marker.exists() and not run_dir.exists() and not (tmp_path / "logs").exists()
 
 

@@ -18,7 +18,7 @@ from colorization.colorize import main
 from colorization.inference import video as video_module
 from colorization.inference.temporal import TemporalStabilizer
 from colorization.runtime import Interrupted
-from tests.helpers import tiny_checkpoint
+from tests.helpers import peak_rss_growth, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +204,42 @@ def test_too_large_and_stopped_videos_leave_nothing(ckpt, photos, tmp_path, caps
 
     monkeypatch.setattr(video_module, "compose_full_resolution", stop_at_the_fifth_frame)
     assert main([str(tmp_path / "clip.mp4"), "--ckpt", str(ckpt), "-o", str(out)]) == 143
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def huge_header_clip(path: Path, side: int = 15_000) -> Path:
+    """A 250 kB Matroska clip of three 320 x 256 raw frames whose header says each frame is
+    ``side`` x ``side`` (the track's PixelWidth and PixelHeight rewritten in place)."""
+    container = av.open(str(path), "w", format="matroska")
+    stream = container.add_stream("rawvideo", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 320, 256, "gray"
+    for value in (90, 100, 110):
+        frame = av.VideoFrame.from_ndarray(np.full((256, 320), value, np.uint8), format="gray")
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+    container.close()
+    data = bytearray(path.read_bytes())
+    for element, value in ((0xB0, 320), (0xBA, 256)):  # EBML: id, 2-byte size marker, 2-byte value
+        at = data.index(bytes([element, 0x82, *value.to_bytes(2, "big")]))
+        data[at + 2 : at + 4] = side.to_bytes(2, "big")
+    path.write_bytes(data)
+    return path
+
+
+def test_a_video_declaring_huge_frames_is_refused_before_decoding(ckpt, tmp_path, capsys):
+    """A 250 kB file whose header declares 15,000 x 15,000 px frames (225 MP; one decoded RGB
+    frame 675 MB, the float working copies several GB): one line naming the file and the
+    --max-pixels bound, nothing written, and the peak RSS of the run grows by less than one
+    such frame would take (the frame size is checked from the header, before any decoding)."""
+    clip = huge_header_clip(tmp_path / "huge.mkv")
+    with av.open(str(clip)) as container:
+        assert (container.streams.video[0].width, container.streams.video[0].height) == (15_000, 15_000)
+    out = tmp_path / "out"
+    grew, _, error = peak_rss_growth(lambda: main([str(clip), "--ckpt", str(ckpt), "-o", str(out)]))
+    assert error is None
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert any(str(clip) in line and "over the limit of 200,000,000" in line for line in lines), lines
+    assert grew < 256 * 2**20, f"peak RSS grew by {grew / 2**20:.0f} MiB"
     assert not out.exists() or list(out.iterdir()) == []
 
 

@@ -4,9 +4,11 @@
 * ``onnx``: for onnxruntime and every ONNX runtime (``colorize --onnx FILE`` runs it), for any
   height and width, so that colorize gives it each photo at the working shape a checkpoint gets
   (aspect ratio kept); the working size S is stored in its metadata (``colorization.size``).
-  A network that takes one size only (unet, which pads to a multiple of 32) is exported at
-  S x S instead, with a note (``colorize`` letterboxes photos for it, as for the square files
-  of older versions);
+  A network that pads to a multiple (unet: 32) is exported for heights and widths of that
+  multiple (``colorization.multiple``): colorize pads photos to it beforehand, as it does for
+  the checkpoint, so both colour a photo alike. One whose program would colour other sizes
+  differently is exported at S x S, with a note (``colorize`` letterboxes photos for it, as
+  for the square files of older versions);
 * ``pt2``: a ``torch.export`` program at S x S (``torch.export.load(path).module()``), which
   replaces TorchScript tracing (deprecated in torch 2.14).
 """
@@ -22,9 +24,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colorization.inference.model import ONNX_SIZE_KEY, ColorizeError, Colorizer, check_size, load_colorizer
+from colorization.inference.model import (
+    ONNX_MULTIPLE_KEY,
+    ONNX_SIZE_KEY,
+    ColorizeError,
+    Colorizer,
+    check_size,
+    load_colorizer,
+)
 from colorization.inference.options import EXPORT_SUFFIXES as SUFFIXES
 from colorization.io import atomic_path
+from colorization.limits import MAX_SIZE
 
 
 def export(args: argparse.Namespace) -> Path:
@@ -54,6 +64,8 @@ def export_model(colorizer: Colorizer, example: torch.Tensor, path: Path, fmt: s
     """``colorizer`` to ``path`` (atomically), any batch size: ``onnx`` any height and width too
     where the network allows (:func:`onnx_program`), ``pt2`` at ``example``'s size."""
     batch = torch.export.Dim("batch", min=1, max=1024)
+    with torch.no_grad():  # constants computed at the first call (bins' centres) made before tracing
+        colorizer.eval()(torch.zeros(1, 1, 32, 32))
     with atomic_path(path) as tmp:
         if fmt == "pt2":
             program = torch.export.export(colorizer.eval(), (example,), dynamic_shapes={"l_norm": {0: batch}})
@@ -67,21 +79,31 @@ def export_model(colorizer: Colorizer, example: torch.Tensor, path: Path, fmt: s
 
 def onnx_program(colorizer: Colorizer, size: int):
     """The colorizer as an ONNX program for any batch, height and width, its working size
-    ``size`` in the metadata; at ``size`` x ``size`` instead, with a note on stderr, for a
-    network that takes one size only: one that pads to a ``multiple`` (unet: 32) branches on the
-    size (and its TF-"same" encoder makes torch.export reason for minutes), and one whose
-    program does not colour a probe of other sides as the network does (it was captured under
-    conditions on the size)."""
+    ``size`` in the metadata. A network that pads to a ``multiple`` (unet: 32) is exported for
+    heights and widths of that multiple (stored in the metadata too; colorize pads each photo
+    to it, as the network itself does, and crops), since its padding branches on the size. At
+    ``size`` x ``size`` instead, with a note on stderr, where the program does not colour a
+    probe of other sides as the network does (it was captured under conditions on the size)."""
     net = exportable(colorizer).eval()
     batch = torch.export.Dim("batch", min=1, max=1024)
-    if getattr(net.net, "multiple", 1) == 1:
+    multiple = colorizer.multiple
+    if multiple == 1:
         # odd, unequal sides: no branch is captured for an even or a square size
         example = torch.zeros(2, 1, size | 1, (size + 2) | 1)
         free = {0: batch, 2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}
-        program = _onnx(net, example, free)
-        if _colours_as(program, net, torch.rand(1, 1, 2 * size, size + 2) * 2 - 1):
-            program.model.metadata_props[ONNX_SIZE_KEY] = str(size)
-            return program
+        probe = torch.rand(1, 1, 2 * size, size + 2) * 2 - 1
+    else:
+        steps, most = -(-size // multiple), -(-MAX_SIZE // multiple)
+        rows, cols = (torch.export.Dim(name, min=1, max=most) for name in ("rows", "cols"))
+        example = torch.zeros(2, 1, multiple * steps, multiple * (steps + 1))  # unequal: no square captured
+        free = {0: batch, 2: multiple * rows, 3: multiple * cols}
+        probe = torch.rand(1, 1, multiple * (steps + 1), multiple * max(1, steps - 1)) * 2 - 1
+    program = _onnx(net, example, free)
+    if _colours_as(program, colorizer, probe):
+        program.model.metadata_props[ONNX_SIZE_KEY] = str(size)
+        if multiple > 1:
+            program.model.metadata_props[ONNX_MULTIPLE_KEY] = str(multiple)
+        return program
     print(f"colorize-export: note: the network takes one size only: exported at {size} px square "
           "(colorize letterboxes photos for it)", file=sys.stderr)  # fmt: skip
     program = _onnx(net, torch.zeros(2, 1, size, size), {0: batch})
@@ -130,10 +152,28 @@ class _CroppedConvTranspose2d(nn.ConvTranspose2d):
         return full[..., : output_size[-2], : output_size[-1]]
 
 
+class _EvenConv2dSame(nn.Conv2d):
+    """timm's ``Conv2dSame`` (TensorFlow "same" padding, computed from the input's size at each
+    call) for inputs whose sides are multiples of its stride: the padding is then one constant.
+    The same numbers, without the size arithmetic that takes torch.export minutes to reason
+    about (9 minutes for unet, 25 s with it)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for kernel, stride, dilation in zip(self.kernel_size[::-1], self.stride[::-1], self.dilation[::-1]):
+            total = max((kernel - 1) * dilation + 1 - stride, 0)
+            pads += [total // 2, total - total // 2]
+        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
 def exportable(colorizer: Colorizer) -> Colorizer:
-    """A copy of ``colorizer`` that exports for any size (:class:`_CroppedConvTranspose2d`)."""
+    """A copy of ``colorizer`` that exports for any size (:class:`_CroppedConvTranspose2d`); for
+    a network that pads to a multiple (:class:`_EvenConv2dSame`: its sides are then multiples
+    of every stride inside it)."""
     twin = copy.deepcopy(colorizer)
     for module in twin.modules():
         if type(module) is nn.ConvTranspose2d:
             module.__class__ = _CroppedConvTranspose2d
+        elif colorizer.multiple > 1 and type(module).__name__ == "Conv2dSame" and isinstance(module, nn.Conv2d):
+            module.__class__ = _EvenConv2dSame
     return twin

@@ -96,6 +96,18 @@ def working_input(rgb_u8: np.ndarray, size: int) -> torch.Tensor:
     return _normalised_l(rgb_u8, *working_shape(*rgb_u8.shape[:2], size))[None]
 
 
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int] | None]:
+    """A network input (C, h, w) or (B, C, h, w) (normalised L, hint channels) padded at the
+    bottom and right, edge pixels repeated, to sides of a ``multiple``, as a network that pads
+    to one (unet) does itself -> (the input, crop box (0, 0, h, w) of the photo in it; None
+    where nothing was padded)."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if not pad_h and not pad_w:
+        return x, None
+    return torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate"), (0, 0, height, width)
+
+
 def letterbox(rgb_u8: np.ndarray, size: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
     """The gray photo for a model of one square size: resized so that its longer side is
     ``size``, centred and padded by mirroring to ``size x size`` -> (normalised L

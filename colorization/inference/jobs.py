@@ -36,6 +36,7 @@ from colorization.inference.fullres import (
     gray_of,
     is_gray,
     letterbox,
+    pad_to_multiple,
     working_input,
     working_shape,
 )
@@ -195,13 +196,16 @@ def network_inputs(
     colorizer: Colorizer | OnnxColorizer, photos: list[np.ndarray], size: int
 ) -> tuple[list[torch.Tensor], list[tuple[int, int, int, int] | None]]:
     """Each photo's network input, normalised L (1, h, w), and its crop box in it (None: the
-    whole input; a box for a letterboxed square model)."""
+    whole input; a box for a letterboxed square model, or for one padded to the ``multiple``
+    its network takes: unet, whose checkpoint and ONNX export then see the same input)."""
     fixed = fixed_square_size(colorizer)
+    multiple = getattr(colorizer, "multiple", 1)
     inputs, boxes = [], []
     for rgb_u8 in photos:
         if fixed is None:
-            inputs.append(working_input(rgb_u8, size))
-            boxes.append(None)
+            l_norm, box = pad_to_multiple(working_input(rgb_u8, size), multiple)
+            inputs.append(l_norm)
+            boxes.append(box)
         else:
             l_norm, box = letterbox(rgb_u8, fixed)
             inputs.append(l_norm)
@@ -238,9 +242,10 @@ def predict(
     predictions: dict[str, list[torch.Tensor]] = {kind: [None] * len(photos) for kind in kinds}
     for members in groups.values():
         l_small = torch.stack([inputs[i] for i in members]).to(device)
-        given = None if hints is None else torch.cat([hints[i] for i in members]).to(device)
+        multiple = getattr(colorizer, "multiple", 1)  # the hints padded as their photo's input
+        given = None if hints is None else torch.cat([pad_to_multiple(hints[i], multiple)[0] for i in members])
         for kind, z in kinds.items():
-            extra = {} if given is None else {"hints": given}
+            extra = {} if given is None else {"hints": given.to(device)}
             ab = colorizer(l_small, **extra) if z is None else colorizer(l_small, z[members], **extra)
             for j, i in enumerate(members):
                 predictions[kind][i] = crop(ab[j], boxes[i])

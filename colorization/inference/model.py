@@ -21,6 +21,10 @@ from colorization.outputs import OUTPUTS, TEMPERATURE, check_decoding, output_sp
 
 #: the ONNX metadata entry in which colorize-export stores the working size it exported at
 ONNX_SIZE_KEY = "colorization.size"
+#: ... and the multiple its height and width must be (unet: 32); colorize pads photos to it
+ONNX_MULTIPLE_KEY = "colorization.multiple"
+#: the largest such multiple a file may state
+MAX_MULTIPLE = 256
 #: what a network that gives NaN or inf is told
 NON_FINITE = "the model produces non-finite values (NaN/inf) for a gray input: its weights are corrupt or diverged"
 
@@ -52,6 +56,9 @@ class Colorizer(nn.Module):
         self.takes_hints = bool(hints)
         self.output = self.space.name
         self.latent_dim = getattr(net, "latent_dim", 0) if can_sample else 0
+        # a network that pads its input to a multiple of this (unet: 32); colorize pads photos
+        # to it beforehand, as for its ONNX export, so that both colour a photo alike
+        self.multiple = int(getattr(net, "multiple", 1))
 
     @classmethod
     def from_module(cls, module: nn.Module) -> Colorizer:
@@ -181,8 +188,9 @@ class OnnxColorizer:
     """An exported model (``colorize-export --format onnx``) run by onnxruntime on the CPU:
     the same contract as :class:`Colorizer` (``L`` in, ``ab`` out). A model exported for any
     height and width (``fixed_size`` None) sees a photo at the checkpoint's working shape, at
-    the working size stored in the file (``size``); one exported at one square size (by
-    colorize-export before it exported any shape) gets photos letterboxed.
+    the working size stored in the file (``size``), padded to the ``multiple`` stored there
+    (unet: 32, exported for heights and widths of that multiple); one exported at one square
+    size (by colorize-export before it exported any shape) gets photos letterboxed.
 
     An ONNX file is data, not code, and untrusted: it is at most :data:`MAX_ONNX_BYTES`, read
     once; weights it says are in other files (external data) are refused, and onnxruntime gets
@@ -215,6 +223,7 @@ class OnnxColorizer:
             raise ColorizeError(f"--onnx {path}: not a usable ONNX model ({_ort_reason(error)})") from None
         self.input_name, self.fixed_size = _declared_input(self.session, path)
         self.size = self.fixed_size or _stored_size(self.session, path)
+        self.multiple = 1 if self.fixed_size else _stored_multiple(self.session, path)
 
     def __call__(self, l_norm: torch.Tensor) -> torch.Tensor:
         try:
@@ -319,6 +328,15 @@ def _stored_size(session: Any, path: Path) -> int | None:
         return None
     if not re.fullmatch(r"[0-9]{1,6}", value) or not 1 <= int(value) <= MAX_SIZE:
         raise ColorizeError(f"--onnx {path}: its stored working size {value!r:.40} is not in 1..{MAX_SIZE} px")
+    return int(value)
+
+
+def _stored_multiple(session: Any, path: Path) -> int:
+    """The multiple of which the file takes heights and widths (1: any; colorize-export stores
+    it for a network that pads to one)."""
+    value = session.get_modelmeta().custom_metadata_map.get(ONNX_MULTIPLE_KEY, "1")
+    if not re.fullmatch(r"[0-9]{1,3}", value) or not 1 <= int(value) <= MAX_MULTIPLE:
+        raise ColorizeError(f"--onnx {path}: its stored size multiple {value!r:.40} is not in 1..{MAX_MULTIPLE}")
     return int(value)
 
 

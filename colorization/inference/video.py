@@ -130,11 +130,26 @@ def _video_stream(container, source: Path):
     return streams[0]
 
 
-def _rotation(source: Path) -> int:
+def _checked_stream(container, source: Path, max_pixels: int | None):
+    """The video stream (:func:`_video_stream`) once its declared frame size is checked against
+    ``max_pixels``, before any frame is decoded; its decoder refuses larger frames too."""
+    vin = _video_stream(container, source)
+    width, height = vin.codec_context.width, vin.codec_context.height
+    if not width or not height:
+        raise UnreadableVideo(f"{source}: its video stream has no frame size")
+    try:
+        check_pixels(source, width, height, max_pixels)
+    except ImageTooLarge as error:
+        raise UnreadableVideo(str(error)) from None
+    vin.codec_context.options = {"max_pixels": str(max_pixels)} if max_pixels else {}
+    return vin
+
+
+def _rotation(source: Path, max_pixels: int | None) -> int:
     """The display rotation of the first frame (phones store portrait video sideways with a
-    display matrix), read before the output is set up: decoding one frame."""
+    display matrix), read before the output is set up: decoding one frame (of a checked size)."""
     with open_video(source) as container:
-        for frame in container.decode(_video_stream(container, source)):
+        for frame in container.decode(_checked_stream(container, source, max_pixels)):
             return int(getattr(frame, "rotation", 0) or 0)
     return 0
 
@@ -153,20 +168,13 @@ def colorize_video(
     start = time.perf_counter()
     stabilizer = TemporalStabilizer(getattr(args, "temporal", "flow"))
     try:
-        rotation = _rotation(source)
+        rotation = _rotation(source, args.max_pixels)
     except av.FFmpegError as error:
         raise UnreadableVideo(f"{source}: cannot be decoded ({_reason(error)})") from None
     with open_video(source) as container:
-        vin = _video_stream(container, source)
+        vin = _checked_stream(container, source, args.max_pixels)
         width, height = vin.codec_context.width, vin.codec_context.height
-        if not width or not height:
-            raise UnreadableVideo(f"{source}: its video stream has no frame size")
-        try:
-            check_pixels(source, width, height, args.max_pixels)
-        except ImageTooLarge as error:
-            raise UnreadableVideo(str(error)) from None
         vin.thread_type = "AUTO"
-        vin.codec_context.options = {"max_pixels": str(args.max_pixels)} if args.max_pixels else {}
         ain = next((s for s in container.streams.audio if s.codec_context is not None), None)
         rate = vin.average_rate or vin.guessed_rate or Fraction(25)
         time_base = vin.time_base or 1 / Fraction(rate)
