@@ -170,10 +170,12 @@ def exportable(colorizer: Colorizer) -> Colorizer:
     """A copy of ``colorizer`` that exports for any size (:class:`_CroppedConvTranspose2d`); for
     a network that pads to a multiple (:class:`_EvenConv2dSame`: its sides are then multiples
     of every stride inside it)."""
+    from timm.layers import Conv2dSame
+
     twin = copy.deepcopy(colorizer)
     for module in twin.modules():
         if type(module) is nn.ConvTranspose2d:
             module.__class__ = _CroppedConvTranspose2d
-        elif colorizer.multiple > 1 and type(module).__name__ == "Conv2dSame" and isinstance(module, nn.Conv2d):
+        elif colorizer.multiple > 1 and type(module) is Conv2dSame:
             module.__class__ = _EvenConv2dSame
     return twin

@@ -240,12 +240,12 @@ def predict(
     for k in range(1, (args.samples if samples is None else samples) + 1):
         kinds[f"sample{k}"] = torch.randn(len(photos), colorizer.latent_dim, device=device, generator=generator)
     predictions: dict[str, list[torch.Tensor]] = {kind: [None] * len(photos) for kind in kinds}
+    multiple = getattr(colorizer, "multiple", 1)  # the hints are padded as their photo's input
     for members in groups.values():
         l_small = torch.stack([inputs[i] for i in members]).to(device)
-        multiple = getattr(colorizer, "multiple", 1)  # the hints padded as their photo's input
         given = None if hints is None else torch.cat([pad_to_multiple(hints[i], multiple)[0] for i in members])
+        extra = {} if given is None else {"hints": given.to(device)}
         for kind, z in kinds.items():
-            extra = {} if given is None else {"hints": given.to(device)}
             ab = colorizer(l_small, **extra) if z is None else colorizer(l_small, z[members], **extra)
             for j, i in enumerate(members):
                 predictions[kind][i] = crop(ab[j], boxes[i])
